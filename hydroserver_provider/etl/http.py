@@ -1,0 +1,112 @@
+"""One retry loop for every HTTP call the provider makes (HydroServer, sources, Hydrocron).
+
+Transient failures (connection errors, 429, 502/503/504) are retried with exponential backoff and
+full jitter, honouring ``Retry-After``; every other answer goes back to the caller unchanged, so a
+400 is never hammered. Each retry is logged with the reason and the delay, never with headers.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable
+
+import requests
+
+log = logging.getLogger(__name__)
+
+TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently to retry.
+
+    ``tries`` counts every attempt (1 = no retry). The n-th retry waits a random time up to
+    ``backoff * 2**(n-1)`` (full jitter, capped by ``max_delay``) unless the server said
+    ``Retry-After``, which wins (capped by ``max_retry_after``).
+    """
+
+    tries: int = 5
+    backoff: float = 1.0
+    max_delay: float = 60.0
+    max_retry_after: float = 300.0
+    statuses: frozenset[int] = field(default=TRANSIENT_STATUSES)
+
+    def delay(self, retry_number: int, retry_after: float | None = None) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_retry_after)
+        ceiling = min(self.max_delay, self.backoff * (2 ** (retry_number - 1)))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+NO_RETRY = RetryPolicy(tries=1)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header given as seconds or as an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+class RetriesExhausted(requests.RequestException):
+    """Every attempt failed with a transient error; ``last`` is the final response or exception."""
+
+    def __init__(self, message: str, last: requests.Response | BaseException | None) -> None:
+        super().__init__(message)
+        self.last = last
+
+
+def send_with_retries(
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    policy: RetryPolicy,
+    describe: str | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    **kwargs,
+) -> requests.Response:
+    """Send one request, retrying transient failures; returns the first non-transient response.
+
+    After the last try a transient *status* is returned to the caller (so it can read the body and
+    build its own error), while a transient *exception* is raised as :class:`RetriesExhausted`.
+    ``describe`` is what the logs call the request (defaults to ``METHOD url-without-query``).
+    """
+    what = describe or f"{method} {url.split('?', 1)[0]}"
+    for attempt in range(1, policy.tries + 1):
+        try:
+            response = session.request(method, url, **kwargs)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            if attempt == policy.tries:
+                raise RetriesExhausted(
+                    f"{what} failed after {attempt} tries: {type(exc).__name__}", exc
+                ) from exc
+            wait = policy.delay(attempt)
+            log.warning("%s: %s; retry %d/%d in %.1f s", what, type(exc).__name__, attempt,
+                        policy.tries - 1, wait)
+        else:
+            if response.status_code not in policy.statuses or attempt == policy.tries:
+                return response
+            wait = policy.delay(attempt, parse_retry_after(response.headers.get("Retry-After")))
+            log.warning("%s answered %d; retry %d/%d in %.1f s", what, response.status_code,
+                        attempt, policy.tries - 1, wait)
+            response.close()
+        sleep(wait)
+    raise AssertionError("unreachable")  # pragma: no cover

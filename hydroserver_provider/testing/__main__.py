@@ -1,0 +1,5 @@
+"""``python -m hydroserver_provider.testing serve ...`` - see :mod:`hydroserver_provider.testing.cli`."""
+
+from hydroserver_provider.testing.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,132 @@
+"""A local web source to ingest from: serves fixed bodies or generated station data on 127.0.0.1.
+
+Tests and the demo register routes (a body, or a function of the query string) and can make a
+route fail a few times (503, 429, 404, an HTML error page) to prove retries and error messages.
+"""
+
+from __future__ import annotations
+
+import gzip
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable, Union
+from urllib.parse import parse_qs, urlsplit
+
+Body = Union[bytes, str]
+Handler = Callable[[dict[str, str]], Union[Body, tuple[int, Body]]]
+
+
+@dataclass
+class _Route:
+    body: Body | Handler
+    content_type: str
+    gzip: bool = False
+    failures: deque = field(default_factory=deque)  # (status, body, headers) to answer first
+
+
+@dataclass(frozen=True)
+class SourceRequestRecord:
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+
+
+class LocalSourceServer:
+    """``with LocalSourceServer() as src: src.add("/a.csv", "t,v\\n..."); src.url + "/a.csv"``."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._routes: dict[str, _Route] = {}
+        self.requests: list[SourceRequestRecord] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def add(self, path: str, body: Body | Handler, content_type: str = "text/csv",
+            *, gzip_body: bool = False) -> str:
+        """Serve ``body`` (or ``body(query)``) at ``path``; returns the full URL."""
+        with self._lock:
+            self._routes[path] = _Route(body, content_type, gzip_body)
+        return self.url + path
+
+    def fail_next(self, path: str, times: int = 1, status: int = 503, body: Body = "",
+                  headers: dict[str, str] | None = None) -> None:
+        """The next ``times`` requests of ``path`` answer ``status`` with ``body``."""
+        with self._lock:
+            for _ in range(times):
+                self._routes[path].failures.append((status, body, headers or {}))
+
+    def requests_to(self, path: str) -> list[SourceRequestRecord]:
+        return [r for r in self.requests if r.path == path]
+
+    def start(self) -> LocalSourceServer:
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True,
+                                        name="local-source-server")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> LocalSourceServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class SourceHandler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:  # keep test output quiet
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                parts = urlsplit(self.path)
+                query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+                with server._lock:
+                    server.requests.append(
+                        SourceRequestRecord(parts.path, query, dict(self.headers.items())))
+                    route = server._routes.get(parts.path)
+                    failure = route.failures.popleft() if route and route.failures else None
+                if route is None:
+                    return self._answer(404, "text/html",
+                                        "<html><title>404 Not Found</title><body>Not Found</body></html>")
+                if failure:
+                    status, body, headers = failure
+                    content_type = "text/html" if str(body).lstrip().startswith("<") else "text/plain"
+                    return self._answer(status, content_type, body, headers)
+                status, body = 200, route.body
+                if callable(body):
+                    answer = body(query)
+                    status, body = answer if isinstance(answer, tuple) else (200, answer)
+                self._answer(status, route.content_type, body, gzip_body=route.gzip)
+
+            def _answer(self, status: int, content_type: str, body: Body,
+                        headers: dict[str, str] | None = None, gzip_body: bool = False) -> None:
+                data = body.encode("utf-8") if isinstance(body, str) else body
+                if gzip_body:
+                    data = gzip.compress(data)
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                if gzip_body:
+                    self.send_header("Content-Encoding", "gzip")
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+        return SourceHandler
