@@ -73,3 +73,23 @@ class IngestionFailed(HydroServerProviderError):
     def __init__(self, message: str, summary: dict) -> None:
         self.summary = summary
         super().__init__(message)
+
+
+class DefinitionErrors(DefinitionError):
+    """Several definition problems reported together.
+
+    ``errors`` holds one ``DefinitionError`` per problem; ``str()`` lists every one of them, so a
+    single log line shows all that must be fixed in a file.
+    """
+
+    def __init__(self, errors) -> None:  # errors: Iterable[DefinitionError]
+        self.errors: tuple[DefinitionError, ...] = tuple(errors)
+        count = len(self.errors)
+        lines = "\n".join(f"  - {error}" for error in self.errors)
+        super().__init__(f"{count} problem{'s' if count != 1 else ''} in definitions:\n{lines}")
+
+    def __iter__(self):
+        return iter(self.errors)
+
+    def __len__(self) -> int:
+        return len(self.errors)
