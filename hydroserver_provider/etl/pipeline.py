@@ -1,0 +1,169 @@
+"""One ingestion run: metadata -> URL -> fetch -> parse -> load -> summary.
+
+The order keeps HydroServer requests to a minimum: one metadata call for every mapped datastream
+(it also answers ``latest_observation_timestamp``), then the writes. The summary mirrors
+HydroServer's run record (status, message, result) and never contains a secret.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Mapping, Sequence
+
+from .config import DataConnection, Mapping as MappingDef
+from .errors import HydroServerAPIError, IngestionFailed
+from .extract import SourceRequest, open_source
+from .http import RetryPolicy
+from .hydroserver import DEFAULT_CHUNK_ROWS, HydroServerClient, parse_time, to_utc_iso
+from .load import DatastreamOutcome, load_datastream
+from .parse import ParseResult, ParsedSeries, parse_payload
+from .placeholders import EPOCH, RunWindow, resolve_url
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Knobs of one run; the defaults suit a scheduled run."""
+
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
+    dry_run: bool = False
+    source_headers: Mapping[str, str] = field(default_factory=dict)
+    source_timeout: float | tuple[float, float] = (10.0, 300.0)
+    source_retry: RetryPolicy = RetryPolicy()
+    max_source_bytes: int = 2 * 1024**3
+
+
+def oldest_end(metadata: Mapping[str, Mapping[str, Any]],
+               fallback: datetime | None) -> datetime:
+    """``latest_observation_timestamp``: the oldest end among the datastreams, or ``fallback``.
+
+    A datastream with no data yet pulls the value back to the task's start time (else 1970), so
+    that datastream is filled from the beginning too.
+    """
+    ends = [parse_time(m.get("phenomenonEndTime")) for m in metadata.values()]
+    if not ends or any(end is None for end in ends):
+        return fallback or EPOCH
+    return min(ends)  # type: ignore[type-var]
+
+
+def run_ingestion(
+    client: HydroServerClient,
+    connection: DataConnection,
+    mappings: Sequence[MappingDef],
+    *,
+    window: RunWindow | None = None,
+    task_variables: Mapping[str, str] | None = None,
+    start_time: datetime | None = None,
+    options: RunOptions = RunOptions(),
+) -> dict[str, Any]:
+    """Run one data connection into its mapped datastreams; returns the run summary.
+
+    Raises :class:`IngestionFailed` (carrying the summary) when any datastream failed, after
+    every other datastream was loaded. Source and parse errors raise before anything is written.
+    """
+    began = time.monotonic()
+    window = window or RunWindow()
+    windowed = connection.uses_window and window.bounded
+    secrets = tuple(v for v in options.source_headers.values() if v)
+    targets = [m.target_datastream_id for m in mappings]
+
+    metadata, missing = _metadata(client, targets, connection.workspace_id)
+    resolved = resolve_url(
+        connection, window, task_variables=task_variables,
+        latest_observation=lambda: oldest_end(metadata, start_time), secrets=secrets,
+    )
+    log.info("Fetching %s", resolved.redacted_url)
+    request = SourceRequest(
+        url=resolved.url, headers=tuple(options.source_headers.items()),
+        redacted_url=resolved.redacted_url, timeout=options.source_timeout,
+        retry=options.source_retry, max_bytes=options.max_source_bytes,
+    )
+    identifiers = list(dict.fromkeys(m.source_identifier for m in mappings))
+    with open_source(request) as stream:
+        parsed = parse_payload(stream, connection, identifiers)
+    log.info("Read %s rows from the source", f"{parsed.rows_read:,}")
+
+    outcomes = []
+    for mapping in mappings:
+        outcome = DatastreamOutcome(mapping.target_datastream_id, mapping.source_identifier)
+        outcome.dropped = dict(parsed.dropped.get(mapping.source_identifier, {}))
+        if mapping.target_datastream_id in missing:
+            outcome.error = missing[mapping.target_datastream_id]
+        else:
+            load_datastream(
+                client, outcome, _series(parsed, mapping.source_identifier),
+                metadata[mapping.target_datastream_id],
+                window=(window.start, window.end) if windowed else None,  # type: ignore[arg-type]
+                chunk_rows=options.chunk_rows, dry_run=options.dry_run,
+            )
+        outcomes.append(outcome)
+
+    summary = _summary(outcomes, parsed, resolved.redacted_url, resolved.values, window,
+                       windowed, options.dry_run, time.monotonic() - began)
+    log.info(summary["message"])
+    if summary["status"] == "FAILURE":
+        raise IngestionFailed(summary["message"], summary)
+    return summary
+
+
+def _metadata(client: HydroServerClient, targets: list[str],
+              workspace_id: str | None) -> tuple[dict[str, dict], dict[str, str]]:
+    """Metadata by datastream id, and an error text for each id HydroServer would not give."""
+    try:
+        return client.get_datastreams(targets, workspace_id=workspace_id), {}
+    except HydroServerAPIError as exc:
+        if exc.status not in (403, 404):
+            raise
+    metadata, missing = {}, {}
+    for datastream_id in dict.fromkeys(targets):  # find out which ones are missing
+        try:
+            metadata[datastream_id] = client.get_datastream(datastream_id)
+        except HydroServerAPIError as exc:
+            if exc.status not in (403, 404):
+                raise
+            missing[datastream_id] = (
+                f"datastream {datastream_id} does not exist or these credentials cannot see it "
+                f"(HTTP {exc.status}: {exc.detail})"
+            )
+    return metadata, missing
+
+
+def _series(parsed: ParseResult, identifier: str) -> ParsedSeries:
+    return parsed.series[identifier]
+
+
+def _summary(outcomes: list[DatastreamOutcome], parsed: ParseResult, url: str,
+             variables: dict[str, str], window: RunWindow, windowed: bool, dry_run: bool,
+             seconds: float) -> dict[str, Any]:
+    failed = [o for o in outcomes if o.failed]
+    loaded = sum(o.loaded for o in outcomes)
+    into = sum(1 for o in outcomes if o.loaded)
+    verb = "Would load" if dry_run else "Loaded"
+    if failed:
+        names = "; ".join(f"{o.name or o.datastream_id}: {o.error}" for o in failed)
+        message = (f"{len(failed)} of {len(outcomes)} datastreams failed ({names}). "
+                   f"{verb} {loaded} observations into {into} datastreams.")
+    elif loaded:
+        message = f"{verb} {loaded} observations into {into} datastreams."
+    else:
+        message = "Already up to date."
+    return {
+        "status": "FAILURE" if failed else "SUCCESS",
+        "message": message,
+        "dry_run": dry_run,
+        "mode": "windowed" if windowed else "incremental",
+        "window": ({"start": to_utc_iso(window.start), "end": to_utc_iso(window.end)}
+                   if window.bounded else None),
+        "url": url,
+        "variables": variables,
+        "rows_read": parsed.rows_read,
+        "loaded": loaded,
+        "timestamps": parsed.timestamps.as_dict() if hasattr(parsed.timestamps, "as_dict")
+        else vars(parsed.timestamps),
+        "datastreams": [o.as_dict() for o in outcomes],
+        "seconds": round(seconds, 3),
+    }

@@ -1,0 +1,148 @@
+"""HydroIngestOperator: Airflow context in, run summary out, over real local HTTP."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from hydroserver_provider.etl.errors import IngestionFailed
+from hydroserver_provider.operators.ingest import HydroIngestOperator
+from hydroserver_provider.testing import stations
+from hydroserver_provider.testing.sources import LocalSourceServer
+
+UTC = timezone.utc
+T0 = datetime(2025, 6, 1, tzinfo=UTC)
+
+
+class FakeTI:
+    def __init__(self):
+        self.pushed = {}
+
+    def xcom_push(self, key, value):
+        self.pushed[key] = value
+
+
+@pytest.fixture
+def env(local_hydroserver, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_HYDROSERVER_DEFAULT", json.dumps({
+        "conn_type": "hydroserver", "host": local_hydroserver.url,
+        "extra": {"api_key": local_hydroserver.api_key, "retries": 1, "retry_backoff": 0.01}}))
+    with LocalSourceServer() as source:
+        source.add("/api.json", lambda q: stations.api_json(
+            stations.parse_query_time(q.get("from")) or T0,
+            stations.parse_query_time(q.get("to")) or T0 + timedelta(hours=3)),
+            "application/json")
+        yield local_hydroserver, source
+
+
+def connection(url: str, **extra) -> dict:
+    return {"name": "Discharge API", "source_url": url, "payload_type": "JSON",
+            "jmespath": "data.records[*]", "timestamp_key": "time", **extra}
+
+
+WINDOWED = {"placeholder_variables": [
+    {"name": "start", "variable_type": "window_start"},
+    {"name": "end", "variable_type": "window_end"}]}
+
+
+def test_execute_loads_the_data_interval_and_returns_the_summary(env):
+    hs, source = env
+    flow = hs.create_datastream(name="Discharge")
+    op = HydroIngestOperator(
+        task_id="ingest",
+        data_connection=connection(source.url + "/api.json?from={start}&to={end}", **WINDOWED),
+        mappings=[{"source_identifier": "values.discharge", "target_datastream_id": flow}],
+    )
+    summary = op.execute({"data_interval_start": T0, "data_interval_end": T0 + timedelta(hours=2)})
+    assert summary["status"] == "SUCCESS" and summary["loaded"] == 2
+    assert summary["window"] == {"start": "2025-06-01T00:00:00Z", "end": "2025-06-01T02:00:00Z"}
+    assert json.loads(json.dumps(summary)) == summary  # XCom-serialisable
+    assert [t for t, _ in hs.observations(flow)] == [T0, T0 + timedelta(hours=1)]
+
+
+def test_window_overrides_win_over_the_data_interval(env):
+    hs, source = env
+    flow = hs.create_datastream(name="Discharge")
+    op = HydroIngestOperator(
+        task_id="ingest",
+        data_connection=connection(source.url + "/api.json?from={start}&to={end}", **WINDOWED),
+        mappings=[{"source_identifier": "values.discharge", "target_datastream_id": flow}],
+        window_start="2025-06-01T01:00:00+00:00", window_end="2025-06-01T03:00:00Z",
+    )
+    summary = op.execute({"data_interval_start": T0, "data_interval_end": T0 + timedelta(hours=1)})
+    assert summary["window"]["start"] == "2025-06-01T01:00:00Z"
+    assert [t.hour for t, _ in hs.observations(flow)] == [1, 2]
+
+
+def test_templated_fields_render_from_the_context():
+    op = HydroIngestOperator(
+        task_id="ingest", data_connection=connection("https://x.org/{site}", placeholder_variables=[
+            {"name": "site", "variable_type": "per_task"}]),
+        mappings=[{"source_identifier": "v", "target_datastream_id": "a" * 8}],
+        task_variables={"site": "{{ params.site }}"},
+        window_start="{{ params.window_start or '' }}", dry_run="{{ params.dry_run }}",
+    )
+    assert set(op.template_fields) >= {"task_variables", "window_start", "window_end", "dry_run"}
+    op.render_template_fields({"params": {"site": "09380000", "window_start": None, "dry_run": True}})
+    assert op.task_variables == {"site": "09380000"}
+    assert op.window_start == "" and op.dry_run == "True"
+
+
+def test_dry_run_from_a_rendered_string(env):
+    hs, source = env
+    flow = hs.create_datastream(name="Discharge")
+    op = HydroIngestOperator(
+        task_id="ingest", data_connection=connection(source.url + "/api.json"),
+        mappings=[{"source_identifier": "values.discharge", "target_datastream_id": flow}],
+        dry_run="True",
+    )
+    summary = op.execute({})
+    assert summary["dry_run"] and summary["loaded"] == 3
+    assert hs.observations(flow) == []
+
+
+def test_failure_pushes_the_summary_and_raises(env):
+    hs, source = env
+    flow = hs.create_datastream(name="Discharge")
+    ghost = "11111111-2222-3333-4444-555555555555"
+    op = HydroIngestOperator(
+        task_id="ingest", data_connection=connection(source.url + "/api.json"),
+        mappings=[{"source_identifier": "values.discharge", "target_datastream_id": flow},
+                  {"source_identifier": "values.gage_height", "target_datastream_id": ghost}],
+    )
+    ti = FakeTI()
+    with pytest.raises(IngestionFailed, match="1 of 2 datastreams failed"):
+        op.execute({"ti": ti})
+    assert ti.pushed["summary"]["status"] == "FAILURE"
+    assert len(hs.observations(flow)) == 3
+
+
+def test_source_auth_header_comes_from_an_airflow_connection(env, monkeypatch):
+    hs, source = env
+    secret = "src-token-0a1b2c3d4e5f"
+    monkeypatch.setenv("AIRFLOW_CONN_STATION_API", json.dumps({"conn_type": "http",
+                                                                "password": secret}))
+    flow = hs.create_datastream(name="Discharge")
+    op = HydroIngestOperator(
+        task_id="ingest",
+        data_connection=connection(source.url + "/api.json",
+                                   auth={"header_name": "X-Token", "conn_id": "station_api"}),
+        mappings=[{"source_identifier": "values.discharge", "target_datastream_id": flow}],
+    )
+    summary = op.execute({})
+    assert source.requests_to("/api.json")[-1].headers["X-Token"] == secret
+    assert secret not in json.dumps(summary)
+
+
+def test_outlets_name_each_target_datastream():
+    op = HydroIngestOperator(
+        task_id="ingest", data_connection=connection("https://x.org/a.json"),
+        mappings=[{"source_identifier": "a", "target_datastream_id": "ds-1"},
+                  {"source_identifier": "b", "target_datastream_id": "ds-2"}],
+        asset_host="hydroserver.example.org",
+    )
+    assert [o.uri for o in op.outlets] == [
+        "hydroserver://hydroserver.example.org/datastreams/ds-1",
+        "hydroserver://hydroserver.example.org/datastreams/ds-2"]
