@@ -34,5 +34,62 @@ def get_provider_info() -> dict:
                     },
                 },
             },
+            {
+                "connection-type": "hydrocron",
+                "hook-class-name": "hydroserver_provider.hooks.hydrocron.HydrocronHook",
+                "hook-name": "NASA Hydrocron",
+                "conn-fields": {
+                    "api_key": {
+                        "label": "API key (alternative to Password)",
+                        "description": "Optional Hydrocron API key, sent as x-hydrocron-key.",
+                        "schema": {"type": ["string", "null"], "format": "password"},
+                    },
+                    "requests_per_second": {
+                        "label": "Requests per second",
+                        "description": "Rate limit shared by the threads of one process "
+                        "(default 5; 0 = no limit).",
+                        "schema": {"type": ["number", "null"], "minimum": 0},
+                    },
+                    "burst": {
+                        "label": "Burst",
+                        "description": "Requests allowed back to back after an idle period.",
+                        "schema": {"type": ["integer", "null"], "minimum": 1},
+                    },
+                    "retries": {
+                        "label": "Retries",
+                        "description": "Retries on 429 and 5xx answers (default 4).",
+                        "schema": {"type": ["integer", "null"], "minimum": 0},
+                    },
+                    "retry_backoff": {
+                        "label": "Retry backoff (s)",
+                        "description": "Base of the exponential backoff between retries.",
+                        "schema": {"type": ["number", "null"], "minimum": 0},
+                    },
+                    "timeout": {
+                        "label": "Timeout (s)",
+                        "description": "Timeout of one request (default 10 s connect, 120 s read).",
+                        "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
+                    },
+                    "min_window_hours": {
+                        "label": "Smallest window (hours)",
+                        "description": "413/504 answers split the time window down to this size.",
+                        "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
+                    },
+                    "max_window_days": {
+                        "label": "Largest window (days)",
+                        "description": "Split longer windows into requests of this size up front.",
+                        "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
+                    },
+                },
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port", "login", "extra", "description"],
+                    "relabeling": {"host": "Hydrocron URL", "password": "API key"},
+                    "placeholders": {
+                        "host": "https://soto.podaac.earthdatacloud.nasa.gov/hydrocron/v1 "
+                        "(empty = the public endpoint)",
+                        "password": "optional x-hydrocron-key",
+                    },
+                },
+            },
         ],
     }
