@@ -78,6 +78,9 @@ class ParseResult:
     rows_read: int  # data rows read from the source (after comments/units rows)
     dropped: dict[str, dict[str, int]]  # identifier -> reason -> count (only reasons that occurred)
     timestamps: TimestampReport = field(default_factory=TimestampReport)
+    # identifiers the source does not have (column/field not found) -> the error for their
+    # datastreams; the other identifiers still load
+    missing: dict[str, str] = field(default_factory=dict)
 
     @property
     def table(self) -> pd.DataFrame:
@@ -242,6 +245,22 @@ class SeriesBuilder:
         self._naive: _Column | None = None
         self._values = {i: _Column(np.float64) for i in self.identifiers}
         self._dropped: dict[str, dict[str, int]] = {i: {} for i in self.identifiers}
+        self.missing: dict[str, str] = {}
+
+    def mark_missing(self, names: Sequence[str], message: Callable[[str], str]) -> None:
+        """The source lacks these identifiers: their datastreams fail with ``message(name)``.
+
+        Raises ParseError when no identifier would be left, since nothing could load.
+        """
+        names = [n for n in dict.fromkeys(names) if n in self._values]
+        if not names:
+            return
+        if len(names) == len(self.identifiers):
+            raise ParseError(" ".join(dict.fromkeys(message(n) for n in names)))
+        for name in names:
+            self.missing[name] = message(name)
+            self.identifiers.remove(name)
+            del self._values[name], self._dropped[name]
 
     def add(self, raw_timestamps: Any, raw_values: Mapping[str, Any]) -> None:
         """One chunk: the raw timestamp column and, per identifier, its raw column (same length)."""
@@ -321,6 +340,7 @@ class SeriesBuilder:
             rows_read=self.rows_read,
             dropped=self._dropped,
             timestamps=self.parser.report,
+            missing=self.missing,
         )
 
 

@@ -334,6 +334,15 @@ def parse_csv(
     if header_line is not None:
         text, encoding = _decode(header_line)
         header = _split_fields(text, delimiter)
+        names = set(header) | {h.strip() for h in header}
+        absent = [i for i in builder.identifiers
+                  if i != ts_key and i not in names and i.strip() not in names]
+        if absent and len(absent) < len(builder.identifiers) and ts_key.strip() in names:
+            available = [h.strip() for h in header]
+            builder.mark_missing(absent, lambda name: (
+                f"{where}, header (line {header_row}): "
+                + not_found_message("column", [("column", name)], available)))
+            wanted = [w for w in wanted if w not in absent]
         positions = _header_positions(header, wanted, connection, delimiter, header_row)
         width = len(header)
     else:

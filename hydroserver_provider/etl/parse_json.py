@@ -203,6 +203,14 @@ def parse_json(
                 continue
             column = [None if v is _MISSING else v for v in column]
         columns[name] = column
+    only_values = all(label == "field" for label, _ in missing)
+    if missing and only_values and len(missing) < len(builder.identifiers):
+        fields = _field_names(records)
+        builder.mark_missing([name for _, name in missing], lambda name: (
+            f"{where}: in the {len(records)} records selected by "
+            f"{connection.payload.jmespath!r}: "
+            + not_found_message("field", [("field", name)], fields)))
+        missing = []
     if missing:
         raise ParseError(
             f"{where}: in the {len(records)} records selected by {connection.payload.jmespath!r}: "

@@ -93,6 +93,8 @@ def run_ingestion(
         outcome.dropped = dict(parsed.dropped.get(mapping.source_identifier, {}))
         if mapping.target_datastream_id in missing:
             outcome.error = missing[mapping.target_datastream_id]
+        elif mapping.source_identifier in parsed.missing:
+            outcome.error = parsed.missing[mapping.source_identifier]
         else:
             load_datastream(
                 client, outcome, _series(parsed, mapping.source_identifier),

@@ -254,3 +254,32 @@ def test_auth_header_reaches_the_source_and_never_the_summary(local_hydroserver,
     assert source.requests_to("/api.json")[0].headers["Authorization"] == secret
     assert secret not in repr(summary)
     assert "key=***" in summary["url"]
+
+
+def test_a_mapping_to_a_missing_column_fails_alone_with_a_hint(local_hydroserver, client, source):
+    conn = logger_connection(logger_route(source))
+    level = local_hydroserver.create_datastream(name="Water Level")
+    temp = local_hydroserver.create_datastream(name="Water Temp")
+    mappings = [Mapping(source_identifier="Water Level", target_datastream_id=level),
+                Mapping(source_identifier="water temp", target_datastream_id=temp)]
+    with pytest.raises(IngestionFailed) as info:
+        run_ingestion(client, conn, mappings, window=window(datetime(2025, 6, 1, tzinfo=UTC), 1))
+    failed, ok = info.value.summary["datastreams"][1], info.value.summary["datastreams"][0]
+    assert "column 'water temp' not found; did you mean 'Water Temp'?" in failed["error"]
+    assert ok["status"] == "SUCCESS" and ok["loaded"] == 4
+    assert len(local_hydroserver.observations(level)) == 4
+
+
+def test_a_mapping_to_a_missing_json_field_fails_alone(local_hydroserver, client, source):
+    t0 = datetime(2025, 3, 1, tzinfo=UTC)
+    source.add("/api.json", lambda q: stations.api_json(t0, t0 + timedelta(hours=2)),
+               "application/json")
+    flow = local_hydroserver.create_datastream(name="Discharge")
+    other = local_hydroserver.create_datastream(name="Turbidity")
+    mappings = [Mapping(source_identifier="values.discharge", target_datastream_id=flow),
+                Mapping(source_identifier="values.turbidity", target_datastream_id=other)]
+    with pytest.raises(IngestionFailed) as info:
+        run_ingestion(client, api_connection(source.url + "/api.json"), mappings)
+    errors = [d["error"] for d in info.value.summary["datastreams"]]
+    assert errors[0] is None and "field 'values.turbidity' not found" in errors[1]
+    assert len(local_hydroserver.observations(flow)) == 2
