@@ -92,6 +92,7 @@ from .etl.errors import DefinitionError, DefinitionErrors
 
 if TYPE_CHECKING:
     from .etl.config import Task
+    from .etl.definitions import DefinitionFile
 
 __all__ = [
     "DAG_ID_PREFIX",
@@ -103,6 +104,7 @@ __all__ = [
     "RunWindowMacro",
     "build_dag",
     "build_dags",
+    "build_loaded",
     "dag_id_for",
     "definitions_folder",
     "raise_definition_errors",
@@ -446,7 +448,7 @@ def _doc_md(task: Any, source: str | None, dag_id: str, conn_id: str) -> str:
     lines += [
         f"- **Definition file:** `{source}`" if source else "- **Definition file:** (in code)",
         f"- **Data connection:** {connection.name} ({payload})",
-        f"- **Source URL template:** `{connection.source_url}`",
+        _source_line(task),
         f"- **Schedule:** {_schedule_text(task.schedule)}"
         + (f", from {task.schedule.start_time.isoformat()}" if task.schedule.start_time else ""),
         f"- **HydroServer connection:** `{conn_id}`",
@@ -515,6 +517,35 @@ def _prepare(task: Task, source: str | None) -> tuple[_Settings | None, list[Def
     return (None, errors) if errors else (settings, [])
 
 
+# DAG arguments whose default Airflow reads from its configuration for every DAG it creates:
+# argument -> (section, key, getter). Three lookups cost about as much as the rest of DAG()
+# (measured: 115 -> 55 us per DAG), so they are read once per folder and passed explicitly --
+# the same values Airflow would have used.
+_CONFIG_DEFAULTS = {
+    "max_active_tasks": ("core", "max_active_tasks_per_dag", "getint"),
+    "max_consecutive_failed_dag_runs": ("core", "max_consecutive_failed_dag_runs_per_dag",
+                                        "getint"),
+    "disable_bundle_versioning": ("dag_processor", "disable_bundle_versioning", "getboolean"),
+}
+_config_defaults_cache: dict[str, Any] | None = None
+
+
+def _dag_config_defaults() -> dict[str, Any]:
+    """The configured DAG defaults of :data:`_CONFIG_DEFAULTS` (those this Airflow's DAG takes),
+    read once; :func:`build_dags` reads them again for every folder."""
+    global _config_defaults_cache
+    if _config_defaults_cache is None:
+        import inspect  # noqa: PLC0415
+
+        from .compat import airflow_conf  # noqa: PLC0415
+
+        accepted = inspect.signature(DAG.__init__).parameters
+        _config_defaults_cache = {
+            name: getattr(airflow_conf, getter)(section, key)
+            for name, (section, key, getter) in _CONFIG_DEFAULTS.items() if name in accepted}
+    return _config_defaults_cache
+
+
 def build_dag(task: Task, *, source: str | None = None, dag_id: str | None = None) -> DAG:
     """The DAG of one validated task; raises :class:`DefinitionErrors` for problems only this
     module can see (Airflow settings, catchup without start_time)."""
@@ -536,6 +567,9 @@ def build_dag(task: Task, *, source: str | None = None, dag_id: str | None = Non
         timezone=schedule.timezone or "UTC",
     )
     paused = dag_settings.get("is_paused_upon_creation")
+    configured = dict(_dag_config_defaults())  # what Airflow would read per DAG (see there)
+    if dag_settings.get("max_active_tasks"):
+        configured["max_active_tasks"] = dag_settings["max_active_tasks"]
     dag = DAG(
         dag_id,
         dag_display_name=task.name,
@@ -544,7 +578,7 @@ def build_dag(task: Task, *, source: str | None = None, dag_id: str | None = Non
         start_date=schedule.start_time or DEFAULT_START_DATE,
         catchup=dag_settings.get("catchup", False),
         max_active_runs=dag_settings.get("max_active_runs", 1),
-        max_active_tasks=dag_settings.get("max_active_tasks"),
+        **configured,
         dagrun_timeout=dag_settings.get("dagrun_timeout"),
         is_paused_upon_creation=(not schedule.enabled) if paused is None else paused,
         tags=_tags(task, settings),
@@ -560,7 +594,8 @@ def build_dag(task: Task, *, source: str | None = None, dag_id: str | None = Non
     with warnings.catch_warnings():
         if "email" in operator_kwargs:  # 3.3 deprecates task e-mail; the definition asked for it
             warnings.filterwarnings("ignore", message="Setting email", category=Warning)
-        HydroIngestOperator(
+        _ingest_task(
+            HydroIngestOperator, task, dag_settings,
             task_id=INGEST_TASK_ID,
             dag=dag,
             data_connection=connection,
@@ -584,7 +619,111 @@ def build_dag(task: Task, *, source: str | None = None, dag_id: str | None = Non
     #   merges dag.params, task.params and the run's conf (process_params) and validates that.
     for name, param in _params(settings.chunk_rows, windowed, schedule.is_manual).items():
         dag.params[name] = param
+    _add_failure_alerts(dag, task)
     return dag
+
+
+# --------------------------------------------------------------------------------------------
+# Hydrocron: one DAG fanning out over many features
+# --------------------------------------------------------------------------------------------
+
+FAN_OUT_CONCURRENCY = 4
+"""Mapped Hydrocron instances running at once when the task sets no ``max_active_tasks``."""
+
+MAP_INDEX_TEMPLATE = "{{ task.feature_id }}"
+"""How a mapped instance is labelled in the UI: its feature id."""
+
+
+def _ingest_task(operator_class: Any, task: Task, dag_settings: Mapping[str, Any],
+                 **kwargs: Any) -> Any:
+    """The ingest task: one operator, or -- for a Hydrocron task whose mappings name their
+    features -- one operator mapped over the features (:func:`_hydrocron_fan_out`)."""
+    features = (task.hydrocron_features if task.data_connection.payload.type == "HYDROCRON"
+                else ())
+    if not features:
+        return operator_class(**kwargs)
+    return _hydrocron_fan_out(operator_class, task, features, dag_settings, kwargs)
+
+
+def fan_out_concurrency(features: int, dag_settings: Mapping[str, Any]) -> int:
+    """How many mapped instances run at once: ``max_active_tasks``, else
+    :data:`FAN_OUT_CONCURRENCY`, never more than there are features."""
+    return max(1, min(features, int(dag_settings.get("max_active_tasks")
+                                    or FAN_OUT_CONCURRENCY)))
+
+
+def _hydrocron_fan_out(operator_class: Any, task: Task, features: tuple[str, ...],
+                       dag_settings: Mapping[str, Any], kwargs: dict[str, Any]) -> Any:
+    """``ingest`` mapped over the features: each instance loads one feature into its datastreams.
+
+    Hydrocron takes one feature per request, so a fan-out sends many requests; the task's rate
+    (the payload's ``requests_per_second``, else the Hydrocron connection's) is for all of them
+    together. Airflow runs each mapped instance in its own process, so a limiter cannot be
+    shared: at most ``share`` instances run at once (``max_active_tis_per_dag``) and each paces
+    itself at ``rate / share`` (``hydrocron_rate_share``, see the operator). Other DAGs using the
+    same endpoint are not counted: give them a common pool if that matters.
+    """
+    from .operators.ingest import datastream_assets  # noqa: PLC0415
+
+    share = fan_out_concurrency(len(features), dag_settings)
+    mappings = kwargs.pop("mappings")
+    host = kwargs.get("asset_host") or kwargs["hydroserver_conn_id"]
+    outlets = kwargs.pop("outlets", None) or datastream_assets(
+        host, [m.target_datastream_id for m in mappings])  # declared once, for every instance
+    per_feature = [{"feature_id": feature,
+                    "mappings": [m.model_dump() for m in mappings if m.feature_id == feature]}
+                   for feature in features]
+    return operator_class.partial(
+        **kwargs, outlets=outlets, hydrocron_rate_share=share, max_active_tis_per_dag=share,
+        map_index_template=MAP_INDEX_TEMPLATE,
+    ).expand_kwargs(per_feature)
+
+
+def _source_line(task: Any) -> str:
+    connection = task.data_connection
+    payload = connection.payload
+    if payload.type != "HYDROCRON":
+        return f"- **Source URL template:** `{connection.source_url}`"
+    features = task.hydrocron_features
+    which = (f"{len(features)} {payload.feature} features (one mapped instance each)"
+             if features else
+             f"{payload.feature} `{payload.feature_id or task.task_variables.get('feature_id')}`")
+    return (f"- **Hydrocron:** {which}, fields "
+            f"{', '.join(f'`{f}`' for f in payload.fields) or 'as mapped'}, "
+            f"{payload.collection_name or 'default collection'}, {payload.mode}, connection "
+            f"`{task.airflow.get('hydrocron_conn_id') or payload.hydrocron_conn_id}`")
+
+
+# --------------------------------------------------------------------------------------------
+# Notifications: failure alerts on ingestion tasks, digest DAGs (see notifications/dags.py)
+# --------------------------------------------------------------------------------------------
+
+
+def _add_failure_alerts(dag: DAG, task: Task) -> None:
+    """Every ingestion task records its failure and e-mails the data connection's
+    ``notification.recipient_emails`` when it fails after its last retry."""
+    from .notifications.dags import add_failure_alert  # noqa: PLC0415
+
+    add_failure_alert(dag, task)
+
+
+def _is_digest_dag_id(dag_id: str) -> bool:
+    from .notifications.dags import DIGEST_DAG_PREFIX  # noqa: PLC0415
+
+    return dag_id.startswith(DIGEST_DAG_PREFIX)
+
+
+def _add_digest_dags(result: BuildResult, claims: Mapping[str, list[tuple[Task, str]]],
+                     only_dag_id: str | None, build: bool) -> None:
+    """One digest DAG per data connection with an enabled ``notification.schedule``, over its
+    tasks that got a DAG id of their own."""
+    from .notifications.dags import build_digest_dags  # noqa: PLC0415
+
+    tasks = [(claimants[0][0], dag_id, claimants[0][1]) for dag_id, claimants in claims.items()
+             if len(claimants) == 1]
+    dags, errors = build_digest_dags(tasks, taken=claims, only_dag_id=only_dag_id, build=build)
+    result.dags.update(dags)
+    result.errors.extend(errors)
 
 
 # --------------------------------------------------------------------------------------------
@@ -647,18 +786,29 @@ def build_dags(folder: str | os.PathLike[str], *, only_dag_id: str | None = None
     ``only_dag_id``: build just that DAG (what a worker needs; see :func:`_build_only`).
     ``build=False``: only check -- every problem :func:`build_dag` would report, no DAG objects.
     """
+    global _config_defaults_cache
+    _config_defaults_cache = None  # the configuration may have changed since the last folder
     with _gc_paused():
         return _build_dags(Path(folder), only_dag_id, build)
 
 
 def _build_dags(folder: Path, only_dag_id: str | None, build: bool) -> BuildResult:
-    if only_dag_id and build:
+    if only_dag_id and build and not _is_digest_dag_id(only_dag_id):
         fast = _build_only(folder, only_dag_id)
         if fast is not None:
             return fast
     from .etl.definitions import load_definitions  # noqa: PLC0415
 
     files, errors = load_definitions(folder)
+    return build_loaded(files, errors, only_dag_id=only_dag_id, build=build)
+
+
+def build_loaded(files: list[DefinitionFile], errors: list[DefinitionError] | tuple = (), *,
+                 only_dag_id: str | None = None, build: bool = True) -> BuildResult:
+    """:func:`build_dags` for definition files already loaded (``load_definitions`` or
+    ``load_definition_paths``, with their ``errors``): refuses tasks whose DAG ids collide, then
+    builds the rest -- or, with ``build=False``, only collects what :func:`build_dag` would
+    refuse (what ``hydroserver-airflow validate`` reports)."""
     result = BuildResult(errors=list(errors))
     claims: dict[str, list[tuple[Task, str]]] = {}
     for loaded in files:
@@ -683,6 +833,7 @@ def _build_dags(folder: Path, only_dag_id: str | None, build: bool) -> BuildResu
             _build_into(result, task, source, dag_id)
         else:
             result.errors.extend(_prepare(task, source)[1])
+    _add_digest_dags(result, claims, only_dag_id, build)
     return result
 
 

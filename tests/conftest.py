@@ -9,3 +9,6 @@ _home = tempfile.mkdtemp(prefix="hydroserver-provider-tests-")
 os.environ.setdefault("AIRFLOW_HOME", _home)
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+
+# Session fixture ``airflow_history``: an Airflow API server with a seeded run history.
+from airflow_history import airflow_history  # noqa: E402,F401

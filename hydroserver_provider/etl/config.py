@@ -507,13 +507,209 @@ class JSONPayload(_Model):
         return value
 
 
+HYDROCRON_ID_DIGITS = {"Reach": 11, "Node": 14, "PriorLake": 10}
+_HYDROCRON_ID_EXAMPLES = {"Reach": "11 digits such as '18180900091'",
+                          "Node": "14 digits such as '45311101670065'",
+                          "PriorLake": "10 digits such as '7230381002'"}
+_HYDROCRON_FEATURES = {"reach": "Reach", "node": "Node", "priorlake": "PriorLake",
+                       "prior_lake": "PriorLake", "lake": "PriorLake"}
+_HYDROCRON_FIELD = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+_HYDROCRON_RULE = re.compile(
+    r"\s*[A-Za-z_][A-Za-z0-9_]*\s*(<=|>=|==|!=|<|>|=)\s*[-+]?\d+(\.\d+)?\s*\Z")
+_HYDROCRON_NOT_VALUES = frozenset({"time_str", "geometry", "collection_shortname"})
+
+
+def hydrocron_field_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a Hydrocron value field (a series to load), or None."""
+    if not _HYDROCRON_FIELD.match(name):
+        return "a Hydrocron field is one word of letters, digits and '_'"
+    if name.endswith("_units"):
+        return "units come with every field automatically; name the field itself"
+    if name in _HYDROCRON_NOT_VALUES:
+        return f"'{name}' is not a value series ('time_str' is always the timestamp)"
+    return None
+
+
+def hydrocron_id_problem(feature_id: str, feature: str) -> tuple[str, str] | None:
+    """(message, expected) when ``feature_id`` is not a ``feature`` id, else None."""
+    digits = HYDROCRON_ID_DIGITS.get(feature)
+    if digits is None:
+        return None
+    if not (feature_id.isascii() and feature_id.isdigit()) or len(feature_id) != digits:
+        return (f"not a Hydrocron {feature} id", _HYDROCRON_ID_EXAMPLES[feature])
+    return None
+
+
 class HydrocronPayload(_Model):
-    """NASA Hydrocron SWOT time series (details filled in by the Hydrocron support)."""
+    """NASA Hydrocron SWOT time series of one river reach, river node or prior lake.
+
+    The values are Hydrocron *fields* (``wse``, ``width``, ``slope``, ``area_total``,
+    ``dschg_c``...): mappings name them as source identifiers; ``time_str`` is the timestamp.
+    ``feature_id`` is fixed here, or comes from the task (``task_variables: {feature_id: ...}``),
+    or from each mapping (``feature_id`` on every mapping: one DAG fanning out over the features).
+    ``fields``: what to request (default: the mapped fields). ``quality_filter``: None for the
+    recommended filter (``reach_q``/``node_q``/``quality_f`` <= 1 and ``ice_clim_f == 0`` where
+    present), ``[]`` for none, or rules such as ``["reach_q <= 0"]``. ``mode``: ``incremental``
+    (each run asks from the newest stored observation minus ``overlap_hours`` until now: SWOT
+    passes reach Hydrocron days after the overpass) or ``windowed`` (each run owns its data
+    interval, widened by ``overlap_hours`` for the request and trimmed exactly when loading).
+    ``conversions``: ``{wse: {from: m, to: ft}}`` or ``{wse: ft}`` (from what Hydrocron reports).
+    ``requests_per_second``: the request rate of the whole task, fan-out included.
+    """
 
     type: Literal["HYDROCRON"] = "HYDROCRON"
     feature: Literal["Reach", "Node", "PriorLake"] = "Reach"
+    feature_id: str | None = None
     collection_name: str | None = None
     fields: tuple[str, ...] = ()
+    quality_filter: Union[str, tuple[str, ...], None] = None
+    overlap_hours: float = 24.0
+    mode: Literal["incremental", "windowed"] = "incremental"
+    hydrocron_conn_id: str = "hydrocron_default"
+    min_window_hours: float | None = None
+    max_window_days: float | None = None
+    conversions: dict[str, Union[str, dict[str, str]]] = Field(default_factory=dict)
+    requests_per_second: float | None = None
+
+    @field_validator("feature", mode="before")
+    @classmethod
+    def _feature(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return _HYDROCRON_FEATURES.get(value.strip().replace(" ", "").lower(), value)
+        return value
+
+    @field_validator("feature_id", mode="before")
+    @classmethod
+    def _feature_id_text(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        return value.strip() or None if isinstance(value, str) else value
+
+    @field_validator("feature_id")
+    @classmethod
+    def _feature_id(cls, value: str | None, info: ValidationInfo) -> str | None:
+        feature = info.data.get("feature")
+        problem = hydrocron_id_problem(value, feature) if value and feature else None
+        if problem:
+            raise _problem(problem[0], expected=problem[1], found=value)
+        return value
+
+    @field_validator("collection_name")
+    @classmethod
+    def _collection(cls, value: str | None) -> str | None:
+        value = value.strip() if value else None
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_.\-]+", value):
+            raise _problem("a Hydrocron collection name is one word",
+                           expected="e.g. SWOT_L2_HR_RiverSP_D", found=value)
+        return value
+
+    @field_validator("fields", mode="before")
+    @classmethod
+    def _fields_text(cls, value: Any) -> Any:
+        return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) \
+            else value
+
+    @field_validator("fields")
+    @classmethod
+    def _fields(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        problems = [((i,), problem, "a SWOT field such as wse, width, slope, area_total", name)
+                    for i, name in enumerate(value)
+                    if (problem := hydrocron_field_problem(name))]
+        if problems:
+            raise _problems(problems)
+        return tuple(dict.fromkeys(value))
+
+    @field_validator("quality_filter")
+    @classmethod
+    def _quality(cls, value: str | tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = tuple(p.strip() for p in re.split(r"\s*(?:,|;|\band\b)\s*", value)
+                          if p.strip())
+        problems = [((i,), "a quality rule is '<field> <comparison> <number>'",
+                     "e.g. 'reach_q <= 1' or 'ice_clim_f == 0'", rule)
+                    for i, rule in enumerate(value) if not _HYDROCRON_RULE.match(rule)]
+        if problems:
+            raise _problems(problems)
+        return tuple(value)
+
+    @field_validator("overlap_hours")
+    @classmethod
+    def _overlap(cls, value: float) -> float:
+        if not 0 <= value < float("inf"):
+            raise _problem("the overlap is a number of hours >= 0",
+                           expected="e.g. 24 (Hydrocron selects passes by their start time)",
+                           found=value)
+        return value
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _mode(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip().lower()
+            return "windowed" if value in ("window", "interval", "data_interval") else value
+        return value
+
+    @field_validator("hydrocron_conn_id")
+    @classmethod
+    def _conn_id(cls, value: str) -> str:
+        if not value.strip():
+            raise _problem("the Airflow connection id is empty",
+                           expected="an Airflow connection id such as hydrocron_default",
+                           found=value)
+        return value.strip()
+
+    @field_validator("min_window_hours", "max_window_days", "requests_per_second")
+    @classmethod
+    def _positive(cls, value: float | None) -> float | None:
+        if value is not None and not 0 < value < float("inf"):
+            raise _problem("must be a positive number", expected="a number > 0", found=value)
+        return value
+
+    @field_validator("conversions")
+    @classmethod
+    def _conversions(cls, value: dict) -> dict:
+        from .units import UnitError, conversion_factor, describe_known_units  # noqa: PLC0415
+
+        problems: list[tuple] = []
+        out: dict[str, dict[str, str]] = {}
+        for name, spec in value.items():
+            problem = hydrocron_field_problem(name)
+            if problem:
+                problems.append(((name,), problem, "a SWOT field such as wse", name))
+                continue
+            if isinstance(spec, str):
+                spec = {"to": spec}
+            unknown = sorted(set(spec) - {"from", "to"})
+            if unknown or not spec.get("to"):
+                problems.append(((name,), "a conversion names the unit to convert to",
+                                 "{to: ft} or {from: m, to: ft}", _found(spec)))
+                continue
+            try:
+                conversion_factor(spec.get("from") or spec["to"], spec["to"])
+                if spec.get("from"):
+                    conversion_factor(spec["from"], spec["to"])
+            except UnitError as exc:
+                problems.append(((name,), f"cannot convert: {exc}",
+                                 f"units of one kind among {describe_known_units()}",
+                                 _found(spec)))
+                continue
+            out[name] = {k: spec[k] for k in ("from", "to") if spec.get(k)}
+        if problems:
+            raise _problems(problems)
+        return out
+
+    @model_validator(mode="after")
+    def _windows(self) -> HydrocronPayload:
+        if (self.min_window_hours is not None and self.max_window_days is not None
+                and self.max_window_days * 24 < self.min_window_hours):
+            raise _problem("the longest window is shorter than the smallest one",
+                           expected=f"max_window_days >= min_window_hours / 24 "
+                                    f"({self.min_window_hours / 24:g})",
+                           found=self.max_window_days, field=("max_window_days",),
+                           relative_to="model")
+        return self
 
 
 Payload = Annotated[Union[CSVPayload, JSONPayload, HydrocronPayload], Field(discriminator="type")]
@@ -660,7 +856,7 @@ class DataConnection(_Model):
     """Where data comes from, its format, and how to read its timestamps."""
 
     name: str
-    source_url: str
+    source_url: str | None = None  # required, except for HYDROCRON (the Airflow connection's)
     payload: Payload
     timestamp_key: str = "timestamp"
     timestamp_format: str | None = None  # strftime; None: detected ISO 8601 ("ISO8601" -> None)
@@ -698,7 +894,9 @@ class DataConnection(_Model):
 
     @field_validator("source_url")
     @classmethod
-    def _url(cls, value: str) -> str:
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         value = value.strip()
         shown = _safe_url(value)
         problems: list[tuple] = []
@@ -810,13 +1008,53 @@ class DataConnection(_Model):
     def _description(cls, value: Any) -> Any:
         return "" if value is None else value
 
+    @model_validator(mode="after")
+    def _source_fits_payload(self) -> DataConnection:
+        """CSV and JSON need a URL; Hydrocron's endpoint, key and time stamps are fixed."""
+        if self.payload.type != "HYDROCRON":
+            if self.source_url is None:
+                raise _problem("is required", expected=_FIELD_HINTS["source_url"],
+                               found=NOTHING, field=("source_url",), relative_to="model")
+            return self
+        why = "Hydrocron's endpoint and API key come from the Airflow connection " \
+              f"'{self.payload.hydrocron_conn_id}' (hydrocron_conn_id)"
+        problems: list[tuple] = []
+        if self.source_url and placeholder_names(self.source_url):
+            problems.append((("source_url",), "a Hydrocron connection has no URL placeholders: "
+                             "the window comes from the run and feature_id from the definition",
+                             "no source_url (" + why + ")", _safe_url(self.source_url)))
+        if self.placeholder_variables:
+            problems.append((("placeholder_variables",), "a Hydrocron connection has no "
+                             "placeholders: feature_id is set in the payload, the task's "
+                             "task_variables or each mapping", "no placeholder_variables",
+                             Shown(", ".join(v.name for v in self.placeholder_variables))))
+        if self.timestamp_key not in ("timestamp", "time_str"):
+            problems.append((("timestamp_key",), "Hydrocron's timestamp is always time_str",
+                             "time_str (or no timestamp_key)", self.timestamp_key))
+        if self.timestamp_format is not None:
+            problems.append((("timestamp_format",), "Hydrocron's time_str is ISO 8601 in UTC",
+                             "no timestamp_format", self.timestamp_format))
+        if self.timezone_type not in (None, "utc"):
+            problems.append((("timezone_type",), "Hydrocron's time_str is in UTC",
+                             "no timezone_type (or utc)", self.timezone_type))
+        if self.auth is not None:
+            problems.append((("auth",), "a Hydrocron API key is not sent by auth: " + why
+                             + ", whose password is the key", "no auth",
+                             Shown(f"auth with header {self.auth.header_name}")))
+        if problems:
+            raise _problems(problems, relative_to="model")
+        return self
+
     def placeholder_names(self) -> list[str]:
         """The ``{name}``s of ``source_url``, in order of first appearance."""
-        return placeholder_names(self.source_url)
+        return placeholder_names(self.source_url or "")
 
     @property
     def uses_window(self) -> bool:
-        """Whether the URL asks for the run's window (a window_start/window_end variable)."""
+        """Whether each run owns its window: the URL asks for it (a window_start/window_end
+        variable), or a Hydrocron payload says ``mode: windowed``."""
+        if self.payload.type == "HYDROCRON":
+            return self.payload.mode == "windowed"
         return any(v.variable_type in WINDOW_VARIABLE_TYPES for v in self.placeholder_variables)
 
     def per_task_names(self) -> list[str]:
@@ -827,6 +1065,7 @@ class DataConnection(_Model):
 class Mapping(_Model):
     source_identifier: str
     target_datastream_id: str
+    feature_id: str | None = None  # HYDROCRON fan-out: the feature whose field this is
 
     @model_validator(mode="before")
     @classmethod
@@ -864,6 +1103,13 @@ class Mapping(_Model):
             raise _problem("the target datastream id is empty",
                            expected="the id of a HydroServer datastream", found=value)
         return value.lower() if _UUID.match(value) else value
+
+    @field_validator("feature_id", mode="before")
+    @classmethod
+    def _feature_text(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        return value.strip() or None if isinstance(value, str) else value
 
 
 class Task(_Model):
@@ -950,10 +1196,91 @@ class Task(_Model):
     def _description(cls, value: Any) -> Any:
         return "" if value is None else value
 
+    @model_validator(mode="after")
+    def _hydrocron(self) -> Task:
+        connection = self.data_connection
+        if not isinstance(connection, DataConnection):
+            return self  # _TaskFields without a usable connection
+        if connection.payload.type != "HYDROCRON":
+            problems = [(("mappings", i, "feature_id"), "feature_id applies to HYDROCRON "
+                         "mappings only", "no feature_id", m.feature_id)
+                        for i, m in enumerate(self.mappings) if m.feature_id is not None]
+            if problems:
+                raise _problems(problems, relative_to="model")
+            return self
+        problems = _hydrocron_task_problems(self, connection.payload)
+        if problems:
+            raise _problems(problems, relative_to="model")
+        return self
+
+    @property
+    def hydrocron_features(self) -> tuple[str, ...]:
+        """The feature ids of a Hydrocron fan-out (``feature_id`` on the mappings), in order."""
+        return tuple(dict.fromkeys(m.feature_id for m in self.mappings if m.feature_id))
+
     @property
     def target_datastream_ids(self) -> tuple[str, ...]:
         """The datastreams this task writes, in mapping order."""
         return tuple(m.target_datastream_id for m in self.mappings)
+
+
+def _hydrocron_task_problems(task: Task, payload: HydrocronPayload) -> list[tuple]:
+    """Where a Hydrocron task's feature ids come from, and whether its fields can be asked for.
+
+    The feature id comes from exactly one place: the payload, the task's ``task_variables``, or a
+    ``feature_id`` on every mapping (the fan-out). A templated task variable (``{{ ... }}``) is
+    checked when it is rendered.
+    """
+    problems: list[tuple] = []
+    example = _HYDROCRON_ID_EXAMPLES[payload.feature]
+    given = [i for i, m in enumerate(task.mappings) if m.feature_id is not None]
+    variable = task.task_variables.get("feature_id")
+    if given and len(given) != len(task.mappings):
+        for i, m in enumerate(task.mappings):
+            if m.feature_id is None:
+                problems.append((("mappings", i, "feature_id"), "some mappings name their "
+                                 "feature and this one does not", f"a feature_id ({example})",
+                                 NOTHING))
+    if given and (payload.feature_id or variable):
+        where = ("task_variables", "feature_id") if variable else ("mappings", given[0],
+                                                                   "feature_id")
+        problems.append((where, "the feature is set for the whole task and on the mappings",
+                         "feature_id on every mapping (one DAG over many features) or one "
+                         "feature_id for the task, not both",
+                         variable or Shown(f"feature_id {payload.feature_id} in the data "
+                                           "connection")))
+    if not given:
+        if payload.feature_id and variable and variable != payload.feature_id:
+            problems.append((("task_variables", "feature_id"), "the data connection already "
+                             f"fixes feature_id {payload.feature_id}", "no feature_id in "
+                             "task_variables, or no feature_id in the data connection",
+                             variable))
+        elif not payload.feature_id and not variable:
+            problems.append((("task_variables",), f"no Hydrocron {payload.feature} to load",
+                             f"task_variables: {{feature_id: ...}} ({example}), feature_id in "
+                             "the data connection, or feature_id on every mapping",
+                             Shown(", ".join(f"'{k}'" for k in task.task_variables)
+                                   or "no task variables")))
+    if variable and "{{" not in variable:
+        problem = hydrocron_id_problem(variable, payload.feature)
+        if problem:
+            problems.append((("task_variables", "feature_id"), *problem, variable))
+    for i in given:
+        problem = hydrocron_id_problem(task.mappings[i].feature_id or "", payload.feature)
+        if problem:
+            problems.append((("mappings", i, "feature_id"), *problem,
+                             task.mappings[i].feature_id))
+    for i, m in enumerate(task.mappings):
+        problem = hydrocron_field_problem(m.source_identifier)
+        if problem:
+            problems.append((("mappings", i, "source_identifier"), problem,
+                             "a SWOT field such as wse, width, slope, area_total",
+                             m.source_identifier))
+        elif payload.fields and m.source_identifier not in payload.fields:
+            problems.append((("mappings", i, "source_identifier"), "this field is not among "
+                             "the data connection's fields, so it is never requested",
+                             "one of " + ", ".join(payload.fields), m.source_identifier))
+    return problems
 
 
 # --------------------------------------------------------------------------------------------
@@ -1132,7 +1459,8 @@ TASK_KEYS = _spellings(
 )
 TASK_READ_ONLY = frozenset({"latestRun", "latest_run", "workspaceId", "workspace_id",
                             "workspace", "createdAt", "updatedAt"})
-MAPPING_KEYS = _spellings("source_identifier", "target_datastream_id", "target_datastream")
+MAPPING_KEYS = _spellings("source_identifier", "target_datastream_id", "target_datastream",
+                          "feature_id")
 MAPPING_READ_ONLY = frozenset({"id"})
 
 _SECRET_MESSAGE = (

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
+from collections.abc import Iterable
 from collections.abc import Mapping as AbcMapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -71,6 +72,7 @@ __all__ = [
     "definition_json_schema",
     "definition_paths",
     "load_definition_file",
+    "load_definition_paths",
     "load_definitions",
     "parse_definitions",
     "write_definition_json_schema",
@@ -377,13 +379,45 @@ def load_definitions(folder: str | os.PathLike) -> tuple[list[DefinitionFile],
         return [], [DefinitionError("the definitions folder does not exist", location=str(root),
                                     expected="a folder of .yaml, .yml or .json files",
                                     found=str(root))]
-    files = []
-    for path in definition_paths(root):
-        data, error = _read_file(path)
-        files.append(DefinitionFile(str(path), errors=(error,)) if error is not None
-                     else _parse(data, str(path)))
-    files = _check_conflicts(files)
+    files = _check_conflicts([_load_unchecked(path) for path in definition_paths(root)])
     return files, [e for f in files for e in f.errors]
+
+
+def load_definition_paths(paths: Iterable[str | os.PathLike]) -> tuple[list[DefinitionFile],
+                                                                       list[DefinitionError]]:
+    """Definition files named one by one or found below folders, checked across all of them.
+
+    :func:`load_definitions` for a command line naming several files and folders: task names,
+    ids and target datastreams are compared across everything given. A path that does not exist,
+    or a file that is not YAML or JSON, is one more error; a file named twice is read once.
+    """
+    found: dict[Path, Path] = {}
+    problems: list[DefinitionError] = []
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            for inner in definition_paths(path):
+                found.setdefault(inner.resolve(), inner)
+        elif path.is_file() and path.suffix.lower() in DEFINITION_SUFFIXES:
+            found.setdefault(path.resolve(), path)
+        elif path.is_file():
+            problems.append(DefinitionError(
+                "not a definition file", location=str(path),
+                expected="a .yaml, .yml or .json file, or a folder of them", found=path.name))
+        else:
+            problems.append(DefinitionError(
+                "no such file or folder", location=str(path),
+                expected="a definition file or a folder of them", found=str(path)))
+    files = _check_conflicts([_load_unchecked(path) for path in found.values()])
+    return files, problems + [e for f in files for e in f.errors]
+
+
+def _load_unchecked(path: Path) -> DefinitionFile:
+    """One file read and validated on its own (no checks against other files yet)."""
+    data, error = _read_file(path)
+    if error is not None:
+        return DefinitionFile(str(path), errors=(error,))
+    return _parse(data, str(path))
 
 
 # --------------------------------------------------------------------------------------------
@@ -512,9 +546,10 @@ def definition_json_schema() -> dict:
         "name": {"type": "string", "minLength": 1},
         "id": _nullable({"type": "string", "description": "HydroServer id (imported)"}),
         "description": _nullable({"type": "string"}),
-        "source_url": {"type": "string", "minLength": 1,
+        "source_url": {"anyOf": [{"type": "string", "minLength": 1}, {"type": "null"}],
                        "description": "http(s):// or file:// URL; {name} placeholders are "
-                                      "described in placeholder_variables"},
+                                      "described in placeholder_variables (not used by "
+                                      "HYDROCRON: hydrocron_conn_id names the endpoint)"},
         "payload": {"anyOf": [_enum(PAYLOAD_TYPES), _ref("Payload")]},
         "payload_type": _enum(PAYLOAD_TYPES),
         "timezone_type": _nullable(_enum(get_args(TimezoneType))),
@@ -557,13 +592,17 @@ def definition_json_schema() -> dict:
         "target_datastream_id": {"type": "string", "minLength": 1},
         "target_datastream": {"anyOf": [{"type": "string"}, {
             "type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]}]},
+        "feature_id": {"anyOf": [{"type": "string", "pattern": "^[0-9]+$"},
+                                 {"type": "integer", "minimum": 0}, {"type": "null"}],
+                       "description": "HYDROCRON payloads: the reach, node or lake whose field "
+                                      "this is; on every mapping, one DAG fans out over them"},
     }
     settings = {name: {**_SETTING_SCHEMAS[expected], "description": expected}
                 for name, (_, expected) in AIRFLOW_SETTINGS.items()}
 
     defs = {
         "DataConnection": _object(
-            CONNECTION_KEYS, connection_values, required=("name", "source_url"),
+            CONNECTION_KEYS, connection_values, required=("name",),
             read_only=CONNECTION_READ_ONLY, secrets=SECRET_KEYS,
             description=(DataConnection.__doc__ or "").strip()),
         "Payload": _object(PAYLOAD_KEYS, payload_values, secrets=SECRET_KEYS,
@@ -604,6 +643,16 @@ def definition_json_schema() -> dict:
     defs["Mapping"]["allOf"].append({"anyOf": [
         {"required": [s]} for s, c in MAPPING_KEYS.items()
         if c in ("target_datastream_id", "target_datastream")]})
+    # source_url is required, except for HYDROCRON (the endpoint is the Airflow connection's)
+    hydrocron = {"enum": _enum(["HYDROCRON"])["enum"]}
+    defs["DataConnection"]["allOf"].append({"anyOf": [
+        *({"required": [s]} for s, c in CONNECTION_KEYS.items() if c == "source_url"),
+        *({"required": [s], "properties": {s: hydrocron}}
+          for s, c in CONNECTION_KEYS.items() if c == "payload_type"),
+        {"required": ["payload"], "properties": {"payload": {"anyOf": [hydrocron, {
+            "type": "object", "anyOf": [{"required": [s], "properties": {s: hydrocron}}
+                                        for s, c in PAYLOAD_KEYS.items() if c == "type"]}]}}},
+    ]})
     defs["Task"]["allOf"].append({"anyOf": [
         {"required": [s]} for s, c in TASK_KEYS.items()
         if c in ("data_connection", "data_connection_id")]})

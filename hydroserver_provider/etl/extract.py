@@ -11,12 +11,14 @@ import contextlib
 import gzip
 import io
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterator, Sequence
 from urllib.parse import unquote, urlsplit
 
 import requests
+import urllib3.exceptions
 
 from .errors import SourceError
 from .http import RetriesExhausted, RetryPolicy, send_with_retries
@@ -58,7 +60,10 @@ class LimitedStream(io.RawIOBase):
         return True
 
     def readinto(self, buffer) -> int:  # type: ignore[override]
-        data = self._raw.read(len(buffer))
+        try:
+            data = self._raw.read(len(buffer))
+        except _BROKEN_BODY as exc:
+            raise _broken_body(self._url, self.bytes_read, exc) from None
         n = len(data)
         self.bytes_read += n
         self._left -= n
@@ -70,6 +75,28 @@ class LimitedStream(io.RawIOBase):
             )
         buffer[:n] = data
         return n
+
+
+# What reading a body can raise once the answer has started: the connection broke or stalled,
+# or the bytes are not the gzip they claim to be.
+_BROKEN_BODY = (urllib3.exceptions.HTTPError, requests.RequestException, OSError, EOFError,
+                zlib.error)
+
+
+def _broken_body(url: str, bytes_read: int, exc: BaseException) -> SourceError:
+    """The error for a body that could not be read to its end (never quoting urllib3's text,
+    which may carry the URL with its query)."""
+    if isinstance(exc, (urllib3.exceptions.ReadTimeoutError, requests.Timeout, TimeoutError)):
+        reason = "the source stopped sending data (read timeout)"
+    elif isinstance(exc, (EOFError, zlib.error, gzip.BadGzipFile)):
+        reason = f"the body is not valid gzip data ({exc})"
+    elif isinstance(exc, urllib3.exceptions.ProtocolError):
+        cause = exc.args[1] if len(exc.args) > 1 else exc
+        reason = f"the connection closed before the end of the body ({cause!r})"
+    else:
+        reason = f"the read failed ({type(exc).__name__})"
+    return SourceError(f"{url}: reading the source failed after {bytes_read:,} bytes: {reason}; "
+                       "nothing was loaded", url=url)
 
 
 @contextlib.contextmanager
@@ -105,7 +132,7 @@ def open_source(request: SourceRequest,
                 head = response.raw.read(500, decode_content=True) or b""
                 raise SourceError(
                     f"{request.shown_url}: the source answered HTTP {response.status_code} "
-                    f"{response.reason}: {_describe_body(head)}",
+                    f"{response.reason}: {_describe_body(head, _hidden_values(request))}",
                     url=request.shown_url, status=response.status_code,
                 )
             response.raw.decode_content = True
@@ -126,10 +153,16 @@ def _open_file(request: SourceRequest) -> Iterator[io.BufferedReader]:
 
 
 class _RawReader(io.RawIOBase):
-    """Adapts any ``.read(n)`` object (an HTTP body closes itself once fully read) to raw IO."""
+    """Adapts any ``.read(n)`` object (an HTTP body closes itself once fully read) to raw IO.
 
-    def __init__(self, raw: BinaryIO) -> None:
+    A connection that breaks or stalls part-way through the body becomes a ``SourceError``
+    naming the source, instead of a bare urllib3 exception.
+    """
+
+    def __init__(self, raw: BinaryIO, url: str) -> None:
         self._raw = raw
+        self._url = url
+        self.bytes_read = 0
 
     def readable(self) -> bool:
         return True
@@ -137,34 +170,57 @@ class _RawReader(io.RawIOBase):
     def readinto(self, buffer) -> int:  # type: ignore[override]
         if getattr(self._raw, "closed", False):
             return 0
-        data = self._raw.read(len(buffer))
+        try:
+            data = self._raw.read(len(buffer))
+        except _BROKEN_BODY as exc:
+            raise _broken_body(self._url, self.bytes_read, exc) from None
+        self.bytes_read += len(data)
         buffer[: len(data)] = data
         return len(data)
 
 
 def _body_stream(raw: BinaryIO, request: SourceRequest, content_type: str) -> io.BufferedReader:
     """Buffer, gunzip when the bytes are gzip (``.gz`` files), limit the size, refuse HTML."""
-    buffered = io.BufferedReader(_RawReader(raw), 64 * 1024)
+    buffered = io.BufferedReader(_RawReader(raw, request.shown_url), 64 * 1024)
     if buffered.peek(2)[:2] == b"\x1f\x8b":
         buffered = io.BufferedReader(gzip.GzipFile(fileobj=buffered), 64 * 1024)  # type: ignore[arg-type]
     stream = io.BufferedReader(LimitedStream(buffered, request.max_bytes, request.shown_url),
                                1024 * 1024)
-    _refuse_html(stream, request.shown_url, content_type)
+    _refuse_html(stream, request.shown_url, content_type, _hidden_values(request))
     return stream
 
 
-def _refuse_html(stream: io.BufferedReader, url: str, content_type: str) -> None:
+def _refuse_html(stream: io.BufferedReader, url: str, content_type: str,
+                 hidden: Sequence[str]) -> None:
     head = stream.peek(512)[:512]
     if "text/html" in content_type.lower() or _HTML_START.match(head):
         raise SourceError(
             f"{url}: the source answered with an HTML page where CSV or JSON data was expected "
-            f"(often a login, error or maintenance page): {_describe_body(head)}",
+            f"(often a login, error or maintenance page): {_describe_body(head, hidden)}",
             url=url,
         )
 
 
-def _describe_body(head: bytes) -> str:
-    """The first bytes of a body, readable in one log line (HTML tags stripped)."""
+def _hidden_values(request: SourceRequest) -> list[str]:
+    """The header values and what the shown URL hides (query or path secrets, a password).
+
+    An error page may echo them back ("token abc123 is not valid"); they must not reach the
+    error text. The hidden parts are found by matching the shown URL, ``***`` as wildcards,
+    against the real one.
+    """
+    hidden = [value for _, value in request.headers if value]
+    shown = request.redacted_url
+    if shown and shown != request.url and "***" in shown:
+        pattern = "(.+?)".join(re.escape(part) for part in shown.split("***"))
+        match = re.fullmatch(pattern, request.url, re.DOTALL)
+        if match:
+            hidden += [v for group in match.groups() for v in (group, unquote(group))]
+    return sorted({v for v in hidden if len(v) >= 4}, key=len, reverse=True)
+
+
+def _describe_body(head: bytes, hidden: Sequence[str] = ()) -> str:
+    """The first bytes of a body, readable in one log line (HTML tags stripped), with the
+    ``hidden`` values (secrets the server may echo) replaced by ``***``."""
     text = head.decode("utf-8", errors="replace")
     if _HTML_START.match(head):
         title = re.search(r"<title>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
@@ -172,4 +228,10 @@ def _describe_body(head: bytes) -> str:
         if title:
             text = f"title {title.group(1).strip()!r}; {text}"
     text = " ".join(text.split())
+    for value in hidden:
+        text = text.replace(value, "***")
+        for size in range(len(value) - 1, 3, -1):  # a secret cut off at the end of what was read
+            if text.endswith(value[:size]):
+                text = text[:-size] + "***"
+                break
     return repr(text[:200]) if text else "(empty body)"

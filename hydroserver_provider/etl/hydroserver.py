@@ -9,6 +9,7 @@ for many datastreams in one list call, observations in large chunks.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator, Literal, Sequence
@@ -108,6 +109,7 @@ class HydroServerClient:
         self._session = session or requests.Session()
         self._session.headers["Accept"] = "application/json"
         self._token: str | None = None
+        self._units: dict[str, dict] = {}  # units by id, fetched once per client (one run)
 
     def _resolve(self) -> None:
         """Fill in the URL and credentials when they were not given (subclasses read them late)."""
@@ -228,13 +230,14 @@ class HydroServerClient:
                         workspace_id: str | None = None) -> dict[str, dict]:
         """Metadata of many datastreams in as few requests as possible.
 
-        One datastream: one GET. More: one list of their workspace (known, or read from the first
-        datastream), then single GETs only for ids that list did not contain (other workspaces).
+        One list request of their workspace when it is known; otherwise one GET of the first
+        datastream (which names the workspace) and one list -- or plain GETs for two or fewer.
+        Ids the list did not contain (other workspaces) are then read one by one.
         A missing datastream raises :class:`HydroServerAPIError` (404) naming it.
         """
         wanted = list(dict.fromkeys(datastream_ids))
         found: dict[str, dict] = {}
-        if len(wanted) > 1:
+        if len(wanted) > 1 and (workspace_id is not None or len(wanted) > 2):
             if workspace_id is None:
                 first = self.get_datastream(wanted[0])
                 found[first["id"]] = first
@@ -246,6 +249,31 @@ class HydroServerClient:
             if datastream_id not in found:
                 found[datastream_id] = self.get_datastream(datastream_id)
         return {datastream_id: found[datastream_id] for datastream_id in wanted}
+
+    def get_units(self, unit_ids: Sequence[str], *,
+                  datastream_ids: Sequence[str] = ()) -> dict[str, dict]:
+        """Units by id (``{symbol, name, ...}``), in as few requests as possible.
+
+        Units this client already read are not asked again. One missing unit: one GET. More: one
+        list call filtered on the datastreams using them (``GET /api/data/units?datastream_id=``
+        ...), then single GETs for what that list lacked. A unit HydroServer will not show
+        (403/404) is left out rather than failing: the caller decides what an unknown unit means.
+        """
+        wanted = [u for u in dict.fromkeys(unit_ids) if u]
+        missing = [u for u in wanted if u not in self._units]
+        if len(missing) > 1 and datastream_ids:
+            params = {"datastream_id": list(dict.fromkeys(datastream_ids))}
+            for unit in self.list_all("/api/data/units", params, page_size=MAX_PAGE_SIZE):
+                if unit.get("id") in missing:
+                    self._units[unit["id"]] = unit
+        for unit_id in missing:
+            if unit_id not in self._units:
+                try:
+                    self._units[unit_id] = self._json("GET", f"/api/data/units/{unit_id}")
+                except HydroServerAPIError as exc:
+                    if exc.status not in (403, 404):
+                        raise
+        return {u: self._units[u] for u in wanted if u in self._units}
 
     # --------------------------------------------------------------- observations
     def bulk_create_observations(
@@ -367,12 +395,16 @@ def _as_datetime64(timestamps: np.ndarray | Sequence[datetime | str]) -> np.ndar
 
 
 def _detail(response: requests.Response) -> Any:
-    """HydroServer's ``detail`` (or the first bytes of a non-JSON body)."""
+    """HydroServer's ``detail`` (or the first bytes of a non-JSON body, on one line: an HTML
+    error page of Django or a proxy shows as its title)."""
     try:
         body = response.json()
     except ValueError:
         text = response.text.strip()
-        return text[:300] or response.reason
+        title = re.search(r"<title>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+        if title:
+            return f"an HTML page titled {' '.join(title.group(1).split())!r}"
+        return " ".join(re.sub(r"<[^>]+>", " ", text[:300]).split()) or response.reason
     if isinstance(body, dict) and "detail" in body:
         return body["detail"]
     return body

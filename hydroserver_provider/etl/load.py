@@ -151,6 +151,9 @@ def _send(client, outcome, ts, values, mode, chunk_rows, dry_run) -> None:
             )
         except HydroServerAPIError as exc:
             resumed = _resume_point(client, outcome, exc, mode, ts, sent, stop)
+            if resumed is None and _chunk_already_stored(client, outcome, exc, mode,
+                                                         ts[sent:stop], values[sent:stop]):
+                resumed = stop
             if resumed is None:
                 raise
             outcome.skip("already_stored", resumed - sent)
@@ -179,3 +182,22 @@ def _resume_point(client, outcome, exc, mode, ts, sent, stop) -> int | None:
     log.warning("Datastream %s: rows up to %s were already stored; going on after them",
                 outcome.datastream_id, to_utc_iso(end))
     return position
+
+
+def _chunk_already_stored(client, outcome, exc, mode, ts, values) -> bool:
+    """After an insert was refused as a duplicate (409): whether exactly this chunk is stored.
+
+    That is the case when this chunk's answer was lost, or when a concurrent run of the same
+    window (a manual run during the scheduled one) stored the same rows first: then go on. Any
+    other row in the chunk's span, or another value, is a real conflict and fails the datastream.
+    """
+    if mode != "insert" or exc.status != 409:
+        return False
+    times, results = client.get_observations(outcome.datastream_id, _iso(ts[0]), _iso(ts[-1]))
+    stored = np.array([_np(t) for t in times], dtype="datetime64[us]")
+    same = (len(stored) == len(ts) and bool((stored == ts).all())
+            and bool((np.asarray(results, dtype=np.float64) == values).all()))
+    if same:
+        log.warning("Datastream %s: rows %s .. %s were already stored; going on after them",
+                    outcome.datastream_id, _iso(ts[0]), _iso(ts[-1]))
+    return same

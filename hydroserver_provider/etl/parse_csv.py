@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Sequence
 import pandas as pd
 
 from .errors import DefinitionError, ParseError
-from .parse import ParseResult, SeriesBuilder, not_found_message
+from .parse import PARSE_CHUNK_ROWS, ParseResult, SeriesBuilder, not_found_message
 from .timestamps import TimestampParser
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,6 +52,7 @@ _DELIMITERS = {
 }
 _BOM = b"\xef\xbb\xbf"
 _BLOCK = 1 << 20
+_BINARY_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _HTML_RE = re.compile(r"^\s*<(!doctype\s+html|html|head|body|\?xml)", re.IGNORECASE)
 
 
@@ -162,7 +163,8 @@ class _ByteSource:
 
 def _drop_comment_lines(complete: bytes) -> bytes:
     """``complete`` starts at a line start; remove the lines that begin with '#'."""
-    if not complete.startswith(b"#") and b"\n#" not in complete:
+    # A one-byte search (memchr) clears most blocks ~100x faster than looking for b"\n#".
+    if b"#" not in complete or (not complete.startswith(b"#") and b"\n#" not in complete):
         return complete
     return b"\n".join(line for line in complete.split(b"\n") if not line.startswith(b"#"))
 
@@ -208,20 +210,40 @@ def _decode(line: bytes) -> tuple[str, str]:
         return line.decode("latin-1"), "latin-1"
 
 
-def _split_fields(line: str, delimiter: str) -> list[str]:
-    if delimiter == WHITESPACE:
-        if '"' not in line:
-            return line.split()
-        line = re.sub(r"\s", " ", line.strip())
-        return next(csv.reader([line], delimiter=" ", skipinitialspace=True), [])
-    return next(csv.reader([line], delimiter=delimiter), [])
+def _split_fields(line: str, delimiter: str, where: str) -> list[str]:
+    try:
+        if delimiter == WHITESPACE:
+            if '"' not in line:
+                return line.split()
+            line = re.sub(r"\s", " ", line.strip())
+            return next(csv.reader([line], delimiter=" ", skipinitialspace=True), [])
+        return next(csv.reader([line], delimiter=delimiter), [])
+    except csv.Error as exc:
+        hint = ""
+        if "\r" in line:
+            hint = ("; the line holds a carriage return (CR): lines that end with CR alone (old "
+                    "Mac style) are not supported, convert them to LF or CRLF")
+        raise ParseError(
+            f"{where}: the line could not be split into fields ({exc}){hint}"
+        ) from None
 
 
-def _check_not_html(text: str, line_no: int) -> None:
+def _check_not_binary(text: str, line_no: int, where: str) -> None:
+    """Refuse bytes that are not text (a zip, a spreadsheet, an image) before guessing columns."""
+    control = _BINARY_RE.search(text)
+    if control:
+        raise ParseError(
+            f"{where}: binary data was received instead of CSV text (line {line_no} holds the "
+            f"control byte {control.group()!r}); the source may be compressed (zip), a "
+            "spreadsheet (xlsx) or another binary file"
+        )
+
+
+def _check_not_html(text: str, line_no: int, where: str) -> None:
     if _HTML_RE.match(text):
         snippet = text.strip()[:80]
         raise ParseError(
-            f"an HTML page was received instead of CSV (line {line_no}: {snippet!r}); the "
+            f"{where}: an HTML page was received instead of CSV (line {line_no}: {snippet!r}); the "
             "source URL may point to a web page, a login page or an error page"
         )
 
@@ -288,7 +310,7 @@ def parse_csv(
     connection: DataConnection,
     identifiers: Sequence[str],
     *,
-    chunk_rows: int = 200_000,
+    chunk_rows: int = PARSE_CHUNK_ROWS,
 ) -> ParseResult:
     payload = connection.payload
     delimiter = normalize_delimiter(payload.delimiter)
@@ -326,14 +348,15 @@ def parse_csv(
                 )
             return builder.finish()  # a header (and units row) but no data: nothing new
         if line_no == 1 or line_no == header_row:
-            _check_not_html(_decode(line)[0], line_no)
+            _check_not_html(_decode(line)[0], line_no, where)
+            _check_not_binary(_decode(line)[0], line_no, where)
         if line_no == header_row:
             header_line = line
 
     encoding = "utf-8"
     if header_line is not None:
         text, encoding = _decode(header_line)
-        header = _split_fields(text, delimiter)
+        header = _split_fields(text, delimiter, f"{where}, header (line {header_row})")
         names = set(header) | {h.strip() for h in header}
         absent = [i for i in builder.identifiers
                   if i != ts_key and i not in names and i.strip() not in names]
@@ -352,8 +375,9 @@ def parse_csv(
             return builder.finish()
         first_text = _decode(first)[0]
         if data_start == 1:
-            _check_not_html(first_text, 1)
-        width = len(_split_fields(first_text, delimiter))
+            _check_not_html(first_text, 1, where)
+        _check_not_binary(first_text, data_start, where)
+        width = len(_split_fields(first_text, delimiter, f"{where}, first data row"))
         too_far = [n for n, p in positions.items() if p >= width]
         if too_far:
             raise ParseError(
@@ -395,8 +419,12 @@ def parse_csv(
     except pd.errors.EmptyDataError:
         pass
     except pd.errors.ParserError as exc:
+        hint = ""
+        if str(exc).startswith("Too many columns specified"):
+            hint = ("; no data row has as many fields as the header: do the data rows use "
+                    "another delimiter?")
         raise ParseError(
             f"{where}: the CSV data could not be read: {exc} (line numbers count from "
-            f"data_start_row {data_start}, skipped comment lines excluded)"
+            f"data_start_row {data_start}, skipped comment lines excluded){hint}"
         ) from None
     return builder.finish()

@@ -9,6 +9,7 @@ JMESPath expression evaluated on each record.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Sequence
 
@@ -18,7 +19,7 @@ import orjson
 import pandas as pd
 
 from .errors import DefinitionError, ParseError
-from .parse import ParseResult, SeriesBuilder, not_found_message
+from .parse import PARSE_CHUNK_ROWS, ParseResult, SeriesBuilder, not_found_message
 from .timestamps import TimestampParser
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -71,8 +72,20 @@ def _load(data: bytes, where: str) -> Any:
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
+        # Python's json (behind many web APIs) writes NaN, Infinity and -Infinity, and numbers
+        # beyond float range such as 1e400: read those documents too, their values are then
+        # dropped and counted like any other value that is not a finite number.
+        try:
+            return json.loads(data)
+        except (ValueError, RecursionError):
+            pass
         pos = getattr(exc, "pos", None)
         detail = getattr(exc, "msg", str(exc))
+        if "UTF-8" in detail:  # orjson checks the encoding first and reports position 0
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                pos = bad.start
         location = ""
         if pos is not None:
             lineno = data.count(b"\n", 0, pos) + 1
@@ -180,7 +193,7 @@ def parse_json(
     connection: DataConnection,
     identifiers: Sequence[str],
     *,
-    chunk_rows: int = 200_000,
+    chunk_rows: int = PARSE_CHUNK_ROWS,
 ) -> ParseResult:
     where = f"data connection '{connection.name}'"
     parser = TimestampParser.for_connection(connection)

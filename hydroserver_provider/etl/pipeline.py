@@ -11,7 +11,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from .config import DataConnection, Mapping as MappingDef
 from .errors import HydroServerAPIError, IngestionFailed
@@ -59,11 +59,19 @@ def run_ingestion(
     task_variables: Mapping[str, str] | None = None,
     start_time: datetime | None = None,
     options: RunOptions = RunOptions(),
+    on_parsed: Callable[[ParseResult], None] | None = None,
+    hydrocron: Any = None,
+    feature_id: str | None = None,
 ) -> dict[str, Any]:
     """Run one data connection into its mapped datastreams; returns the run summary.
 
     Raises :class:`IngestionFailed` (carrying the summary) when any datastream failed, after
     every other datastream was loaded. Source and parse errors raise before anything is written.
+    ``on_parsed`` receives the parsed series before anything is loaded (the summary only counts
+    them; a preview shows and plots them).
+    A ``HYDROCRON`` connection is fetched with ``hydrocron`` (a
+    :class:`~.hydrocron.HydrocronClient`; None: the public endpoint, anonymously) for the feature
+    ``feature_id`` (default: the definition's), see :mod:`.hydrocron_ingest`.
     """
     began = time.monotonic()
     window = window or RunWindow()
@@ -72,20 +80,34 @@ def run_ingestion(
     targets = [m.target_datastream_id for m in mappings]
 
     metadata, missing = _metadata(client, targets, connection.workspace_id)
-    resolved = resolve_url(
-        connection, window, task_variables=task_variables,
-        latest_observation=lambda: oldest_end(metadata, start_time), secrets=secrets,
-    )
-    log.info("Fetching %s", resolved.redacted_url)
-    request = SourceRequest(
-        url=resolved.url, headers=tuple(options.source_headers.items()),
-        redacted_url=resolved.redacted_url, timeout=options.source_timeout,
-        retry=options.source_retry, max_bytes=options.max_source_bytes,
-    )
-    identifiers = list(dict.fromkeys(m.source_identifier for m in mappings))
-    with open_source(request) as stream:
-        parsed = parse_payload(stream, connection, identifiers)
+    hydrocron_run = None
+    if connection.payload.type == "HYDROCRON":
+        from .hydrocron_ingest import fetch_for_run  # noqa: PLC0415
+
+        hydrocron_run = fetch_for_run(
+            hydrocron, connection, mappings, window=window, task_variables=task_variables,
+            feature_id=feature_id, latest_observation=lambda: oldest_end(metadata, start_time))
+        parsed, windowed = hydrocron_run.parse_result, hydrocron_run.windowed
+        url, values = hydrocron_run.url, {"feature_id": hydrocron_run.feature_id}
+        hydrocron_run.check_units(client, mappings, metadata)
+    else:
+        resolved = resolve_url(
+            connection, window, task_variables=task_variables,
+            latest_observation=lambda: oldest_end(metadata, start_time), secrets=secrets,
+        )
+        url, values = resolved.redacted_url, resolved.values
+        log.info("Fetching %s", resolved.redacted_url)
+        request = SourceRequest(
+            url=resolved.url, headers=tuple(options.source_headers.items()),
+            redacted_url=resolved.redacted_url, timeout=options.source_timeout,
+            retry=options.source_retry, max_bytes=options.max_source_bytes,
+        )
+        identifiers = list(dict.fromkeys(m.source_identifier for m in mappings))
+        with open_source(request) as stream:
+            parsed = parse_payload(stream, connection, identifiers)
     log.info("Read %s rows from the source", f"{parsed.rows_read:,}")
+    if on_parsed is not None:
+        on_parsed(parsed)
 
     outcomes = []
     for mapping in mappings:
@@ -96,16 +118,24 @@ def run_ingestion(
         elif mapping.source_identifier in parsed.missing:
             outcome.error = parsed.missing[mapping.source_identifier]
         else:
-            load_datastream(
-                client, outcome, _series(parsed, mapping.source_identifier),
-                metadata[mapping.target_datastream_id],
-                window=(window.start, window.end) if windowed else None,  # type: ignore[arg-type]
-                chunk_rows=options.chunk_rows, dry_run=options.dry_run,
-            )
+            series = _series(parsed, mapping.source_identifier)
+            if hydrocron_run is not None:  # units checked (and converted) per datastream
+                series = hydrocron_run.prepare(outcome, series)
+            if series is not None:
+                load_window = (hydrocron_run.load_window if hydrocron_run is not None
+                               else (window.start, window.end) if windowed else None)
+                load_datastream(
+                    client, outcome, series, metadata[mapping.target_datastream_id],
+                    window=load_window,  # type: ignore[arg-type]
+                    chunk_rows=options.chunk_rows, dry_run=options.dry_run,
+                )
         outcomes.append(outcome)
 
-    summary = _summary(outcomes, parsed, resolved.redacted_url, resolved.values, window,
-                       windowed, options.dry_run, time.monotonic() - began)
+    summary = _summary(outcomes, parsed, url, values, window, windowed, options.dry_run,
+                       time.monotonic() - began)
+    if hydrocron_run is not None:
+        summary["hydrocron"] = hydrocron_run.summary()
+        summary["message"] = f"{hydrocron_run.describe()} {summary['message']}"
     log.info(summary["message"])
     if summary["status"] == "FAILURE":
         raise IngestionFailed(summary["message"], summary)
@@ -114,17 +144,26 @@ def run_ingestion(
 
 def _metadata(client: HydroServerClient, targets: list[str],
               workspace_id: str | None) -> tuple[dict[str, dict], dict[str, str]]:
-    """Metadata by datastream id, and an error text for each id HydroServer would not give."""
+    """Metadata by datastream id, and an error text for each id HydroServer would not give.
+
+    A malformed id (HydroServer answers 422) fails its own datastream only, like a missing one.
+    """
     try:
         return client.get_datastreams(targets, workspace_id=workspace_id), {}
     except HydroServerAPIError as exc:
-        if exc.status not in (403, 404):
+        if exc.status not in (403, 404, 422):
             raise
     metadata, missing = {}, {}
     for datastream_id in dict.fromkeys(targets):  # find out which ones are missing
         try:
             metadata[datastream_id] = client.get_datastream(datastream_id)
         except HydroServerAPIError as exc:
+            if exc.status == 422:
+                missing[datastream_id] = (
+                    f"datastream id {datastream_id!r} is not a HydroServer datastream id "
+                    f"(expected a UUID such as 0190a6c4-5f3e-7a4b-9c1d-2e3f4a5b6c7d; HTTP 422)"
+                )
+                continue
             if exc.status not in (403, 404):
                 raise
             missing[datastream_id] = (

@@ -52,6 +52,23 @@ def placeholder_names(url: str) -> list[str]:
     return list(dict.fromkeys(_PLACEHOLDER.findall(url)))
 
 
+def secret_placeholder_names(source_url: str) -> list[str]:
+    """Placeholders whose values are secrets: named like one (``api_key``, ``token``...), or
+    filling a secret-looking query parameter (``?key={station}``) or the URL's password.
+
+    Their values are redacted wherever the URL is shown, and Airflow is told to mask them.
+    """
+    parts = urlsplit(source_url.replace("{", "%7B").replace("}", "%7D"))
+    filled = [value for key, value in parse_qsl(parts.query, keep_blank_values=True)
+              if _SECRET_PARAM.search(key)]
+    if parts.password:
+        filled.append(parts.password)
+    secret = {name for text in filled for name in _PLACEHOLDER.findall(
+        text.replace("%7B", "{").replace("%7D", "}"))}
+    return [name for name in placeholder_names(source_url)
+            if _SECRET_PARAM.search(name) or name in secret]
+
+
 def connection_zone(connection: DataConnection) -> tzinfo:
     """The zone naive source timestamps and URL dates are read in."""
     from .timestamps import parse_fixed_offset  # noqa: PLC0415  (keeps this module light)
@@ -104,7 +121,7 @@ def resolve_url(
         values[name] = _value(variable, window, task_variables, latest_observation, zone,
                               connection.name)
     secret_values = set(secrets) | {
-        values[name] for name, value in values.items() if _SECRET_PARAM.search(name) and value
+        values[name] for name in secret_placeholder_names(connection.source_url) if values[name]
     }
     url = _PLACEHOLDER.sub(lambda m: quote(values[m.group(1)], safe="-_.~:"),
                            connection.source_url)

@@ -67,6 +67,7 @@ _US = 1_000_000
 _DAY_US = 86_400 * _US
 _EPOCH = datetime(1970, 1, 1)
 _MAX_EXAMPLES = 5
+_MAX_EXAMPLE_CHARS = 60
 _LOCALIZE_SLICE = 1 << 18
 
 # An embedded offset after a time of day: "T08:30:00Z", " 08:30-07", "T083000+0530", ".5 -07:00".
@@ -256,6 +257,12 @@ def _zone_needs_localizing(zone: tzinfo | None) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
+def _example(text: str, limit: int = _MAX_EXAMPLE_CHARS) -> str:
+    """A raw value as quoted in reports and errors: a 50 MB "timestamp" must not become a 50 MB
+    log line or XCom."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
 def _to_int64(result: Any) -> np.ndarray:
     """pandas to_datetime output -> int64 microseconds (UTC for aware values), NAT for NaT."""
     idx = pd.DatetimeIndex(result)
@@ -336,7 +343,7 @@ class TimestampParser:
                 if room > 0:
                     examples = series.iloc[np.flatnonzero(failed)[:room]]
                     self.report.unparsable_examples.extend(
-                        "" if pd.isna(v) else str(v) for v in examples
+                        "" if pd.isna(v) else _example(str(v)) for v in examples
                     )
         self.rows_seen += n
         self.rows_parsed += n - int(failed.sum())

@@ -10,7 +10,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Mapping, Sequence
 
-from ..compat import Asset, BaseOperator, Connection, Variable, mask_secret
+from ..compat import AirflowFailException, Asset, BaseOperator, Connection, Variable, mask_secret
+
+
+def _datastream_asset_uri(host: str, datastream_id: str) -> str:
+    return f"hydroserver://{host}/datastreams/{datastream_id}"
+
+
+def datastream_assets(host: str, datastream_ids: Sequence[str]) -> list[Any]:
+    """The Assets announcing new data in these datastreams (``hydroserver://<host>/...``)."""
+    return [Asset(uri=_datastream_asset_uri(host, d), name=f"hydroserver/{host}/datastreams/{d}")
+            for d in datastream_ids]
 
 
 def _to_bool(value: Any) -> bool:
@@ -38,6 +48,26 @@ def _to_datetime(value: Any, what: str) -> datetime | None:
     return moment
 
 
+def source_auth_headers(auth: Any) -> dict[str, str]:
+    """The header a data connection's ``auth`` asks for, its value read from Airflow (masked).
+
+    Shared with ``hydroserver-airflow preview``, which fetches the source the same way.
+    """
+    if auth is None:
+        return {}
+    if auth.conn_id:
+        value = Connection.get(auth.conn_id).password
+        where = f"the password of Airflow connection '{auth.conn_id}'"
+    else:
+        value = Variable.get(auth.variable)
+        where = f"Airflow variable '{auth.variable}'"
+    if not value:
+        raise ValueError(f"the source auth header '{auth.header_name}' expects a value in "
+                         f"{where}, and it is empty")
+    mask_secret(value)
+    return {auth.header_name: value}
+
+
 class HydroIngestOperator(BaseOperator):
     """Fetch a source, parse it and load new observations into HydroServer datastreams.
 
@@ -52,10 +82,19 @@ class HydroIngestOperator(BaseOperator):
     :param dry_run: do everything except the writes and report what would load (templated).
     :param asset_host: the host named in the datastream Assets (``hydroserver://<host>/...``);
         defaults to the connection id, since the URL is not known without a lookup.
+    :param hydrocron_conn_id: HYDROCRON payloads: Airflow connection of type ``hydrocron``
+        (default: the payload's ``hydrocron_conn_id``, itself ``hydrocron_default``).
+    :param feature_id: HYDROCRON payloads: the reach, node or lake to load (templated); default:
+        the payload's ``feature_id`` or the task variable ``feature_id``.
+    :param hydrocron_rate_share: HYDROCRON payloads: how many task instances run at once and
+        share the request rate (a fan-out's ``max_active_tis_per_dag``). Each instance, its own
+        process, then uses ``1/share`` of the rate (the payload's ``requests_per_second``, else
+        the connection's) and keeps its slot until that pace allows its next request, so together
+        they stay within the rate.
     """
 
     template_fields: Sequence[str] = (
-        "task_variables", "window_start", "window_end", "chunk_rows", "dry_run",
+        "task_variables", "window_start", "window_end", "chunk_rows", "dry_run", "feature_id",
     )
     ui_color = "#d8eefa"
 
@@ -73,6 +112,9 @@ class HydroIngestOperator(BaseOperator):
         dry_run: bool | str = False,
         max_source_bytes: int = 2 * 1024**3,
         asset_host: str | None = None,
+        hydrocron_conn_id: str | None = None,
+        feature_id: str | None = None,
+        hydrocron_rate_share: int = 1,
         **kwargs: Any,
     ) -> None:
         from ..etl.config import DataConnection, Mapping as MappingDef  # noqa: PLC0415
@@ -89,30 +131,28 @@ class HydroIngestOperator(BaseOperator):
         self.chunk_rows = chunk_rows
         self.dry_run = dry_run
         self.max_source_bytes = max_source_bytes
+        self.hydrocron_conn_id = hydrocron_conn_id
+        self.feature_id = feature_id
+        self.hydrocron_rate_share = max(1, int(hydrocron_rate_share))
+        self._asset_host = asset_host or hydroserver_conn_id
         if "outlets" not in kwargs:
-            host = asset_host or hydroserver_conn_id
-            kwargs["outlets"] = [
-                Asset(uri=f"hydroserver://{host}/datastreams/{m.target_datastream_id}",
-                      name=f"hydroserver/{host}/datastreams/{m.target_datastream_id}")
-                for m in self.mappings
-            ]
+            kwargs["outlets"] = datastream_assets(
+                self._asset_host, [m.target_datastream_id for m in self.mappings])
         super().__init__(**kwargs)
 
     def _source_headers(self) -> dict[str, str]:
-        auth = self.data_connection.auth
-        if auth is None:
-            return {}
-        if auth.conn_id:
-            value = Connection.get(auth.conn_id).password
-            where = f"the password of Airflow connection '{auth.conn_id}'"
-        else:
-            value = Variable.get(auth.variable)
-            where = f"Airflow variable '{auth.variable}'"
-        if not value:
-            raise ValueError(f"the source auth header '{auth.header_name}' expects a value in "
-                             f"{where}, and it is empty")
-        mask_secret(value)
-        return {auth.header_name: value}
+        return source_auth_headers(self.data_connection.auth)
+
+    def _mask_secret_variables(self) -> None:
+        """Tell Airflow's masker the values of secret placeholders (``?key={station_key}``), so
+        no log line shows them, not even urllib3's debug line with the request's query."""
+        from ..etl.placeholders import secret_placeholder_names  # noqa: PLC0415
+
+        source_url = getattr(self.data_connection, "source_url", None) or ""
+        for name in secret_placeholder_names(source_url):
+            value = self.task_variables.get(name)
+            if value:
+                mask_secret(str(value))
 
     def _window(self, context: Mapping[str, Any]):
         from ..etl.placeholders import RunWindow  # noqa: PLC0415
@@ -135,16 +175,66 @@ class HydroIngestOperator(BaseOperator):
             chunk_rows=int(self.chunk_rows), dry_run=_to_bool(self.dry_run),
             source_headers=self._source_headers(), max_source_bytes=self.max_source_bytes,
         )
+        self._mask_secret_variables()
         hook = HydroServerHook(self.hydroserver_conn_id)
+        hydrocron = self._hydrocron_hook()
         try:
             return run_ingestion(
                 hook, self.data_connection, self.mappings, window=self._window(context),
                 task_variables=self.task_variables, start_time=self.start_time, options=options,
+                **self._hydrocron_args(hydrocron),
             )
         except IngestionFailed as exc:
             ti = context.get("ti")
             if ti is not None:
                 ti.xcom_push(key="summary", value=exc.summary)
             raise
+        except Exception as exc:
+            from ..etl.hydrocron import HydrocronRequestError  # noqa: PLC0415
+
+            if isinstance(exc, HydrocronRequestError):  # the definition must change: no retry
+                raise AirflowFailException(str(exc)) from exc
+            raise
         finally:
             hook.close()
+            if hydrocron is not None:
+                self._keep_pace(hydrocron)
+                hydrocron.close()
+
+    # -- Hydrocron ------------------------------------------------------------------------------
+
+    def _hydrocron_hook(self) -> Any:
+        """The HydrocronHook of a HYDROCRON payload (None otherwise), limited to this instance's
+        share of the request rate; narrows a fan-out instance's outlets to its own datastreams."""
+        payload = self.data_connection.payload
+        if payload.type != "HYDROCRON":
+            return None
+        from ..etl.ratelimit import shared_limiter  # noqa: PLC0415
+        from ..hooks.hydrocron import HydrocronHook  # noqa: PLC0415
+
+        if any(m.feature_id for m in self.mappings):  # a fan-out instance: announce only its own
+            own = {_datastream_asset_uri(self._asset_host, m.target_datastream_id)
+                   for m in self.mappings}
+            self.outlets = [a for a in self.outlets
+                            if not str(getattr(a, "uri", "")).startswith("hydroserver://")
+                            or a.uri in own]
+        hook = HydrocronHook(self.hydrocron_conn_id or payload.hydrocron_conn_id,
+                             requests_per_second=payload.requests_per_second)
+        client = hook.get_conn()
+        if client.limiter is not None and self.hydrocron_rate_share > 1:
+            client.limiter = shared_limiter(f"hydrocron:{client.base_url}",
+                                            client.limiter.rate / self.hydrocron_rate_share)
+        return hook
+
+    def _hydrocron_args(self, hook: Any) -> dict[str, Any]:
+        if hook is None:
+            return {}
+        return {"hydrocron": hook.get_conn(), "feature_id": str(self.feature_id).strip()
+                if self.feature_id not in (None, "", "None") else None}
+
+    def _keep_pace(self, hook: Any) -> None:
+        """Hold this instance's slot until its share of the rate allows one more request, so the
+        next instance in the slot (a new process with a fresh limiter) cannot go faster."""
+        limiter = hook.get_conn().limiter
+        if limiter is not None and self.hydrocron_rate_share > 1 and limiter.acquired:
+            limiter.acquire()

@@ -289,18 +289,27 @@ class Faults:
     """Fault injection for a :class:`LocalHydroServer` (``hs.faults``).
 
     Faults are applied when a request arrives, before throttling, authentication or any database
-    work, so a faulted request changes nothing. Rules are used in the order they were added.
+    work, so a failed or dropped request changes nothing; a *lost* or *slow* answer comes after
+    the work was done. Rules are used in the order they were added, before :meth:`at_random`.
 
     * :meth:`fail_next` - the next ``n`` matching requests answer ``status`` (a 429 carries the
       throttle body; ``retry_after`` adds a ``Retry-After`` header).
     * :meth:`drop_next` - the next ``n`` matching requests get no answer: the connection is closed.
+    * :meth:`lose_answer_next` - the next ``n`` matching requests are carried out (observations
+      stored, ...), then the connection is closed before the answer.
+    * :meth:`slow_next` - the next ``n`` matching requests are carried out at once and answered
+      ``seconds`` later, past a client's read timeout.
+    * :meth:`at_random` - from now on, fault a share of the matching requests, seeded.
     * :attr:`latency` - seconds added to every request (also to faulted ones).
+    * :attr:`injected` - how many requests were faulted, by kind (``"503"``, ``"drop"``, ...).
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._rules: list[dict[str, Any]] = []
+        self._random: Optional[dict[str, Any]] = None
         self.latency: float = 0.0
+        self.injected: collections.Counter = collections.Counter()
 
     def fail_next(
         self,
@@ -308,27 +317,63 @@ class Faults:
         status: int = 503,
         retry_after: Optional[float] = None,
         path_contains: Optional[str] = None,
+        *,
+        after: int = 0,
     ) -> None:
-        """Answer the next ``n`` requests (whose path contains ``path_contains``) with ``status``."""
-        if n < 1:
-            raise ValueError("n must be >= 1")
-        with self._lock:
-            self._rules.append(
-                {"kind": "fail", "remaining": int(n), "status": int(status),
-                 "retry_after": retry_after, "path_contains": path_contains}
-            )
+        """Answer the next ``n`` requests (whose path contains ``path_contains``) with ``status``.
 
-    def drop_next(self, n: int = 1, path_contains: Optional[str] = None) -> None:
+        ``after``: let that many matching requests through first (e.g. fail the 4th chunk).
+        """
+        self._add(n, {"kind": "fail", "status": int(status), "retry_after": retry_after,
+                      "path_contains": path_contains}, after)
+
+    def drop_next(self, n: int = 1, path_contains: Optional[str] = None, *,
+                  after: int = 0) -> None:
         """Close the connection of the next ``n`` matching requests without answering."""
-        if n < 1:
-            raise ValueError("n must be >= 1")
+        self._add(n, {"kind": "drop", "path_contains": path_contains}, after)
+
+    def lose_answer_next(self, n: int = 1, path_contains: Optional[str] = None, *,
+                         after: int = 0) -> None:
+        """Carry out the next ``n`` matching requests, then close the connection unanswered."""
+        self._add(n, {"kind": "lose", "path_contains": path_contains}, after)
+
+    def slow_next(self, n: int = 1, seconds: float = 1.0, path_contains: Optional[str] = None,
+                  *, after: int = 0) -> None:
+        """Carry out the next ``n`` matching requests at once; answer them ``seconds`` later."""
+        self._add(n, {"kind": "slow", "seconds": float(seconds), "path_contains": path_contains},
+                  after)
+
+    def at_random(self, rate: float, kinds: Iterable[Any] = (500, 502, 503, 429, "drop", "lose",
+                                                            "slow"),
+                  *, seed: int = 0, retry_after: Optional[float] = None,
+                  slow_seconds: float = 1.0, path_contains: Optional[str] = None) -> None:
+        """Fault each later matching request with probability ``rate``, of a kind drawn from
+        ``kinds`` (a status, ``"drop"``, ``"lose"`` or ``"slow"``); ``seed`` makes the draws
+        repeatable for the same order of requests. ``rate=0`` stops it."""
+        import random  # noqa: PLC0415
+
+        kinds = tuple(kinds)
+        unknown = [k for k in kinds if not isinstance(k, int) and k not in ("drop", "lose", "slow")]
+        if unknown or not kinds:
+            raise ValueError(f"kinds: expected statuses and 'drop', 'lose', 'slow'; found {kinds}")
         with self._lock:
-            self._rules.append({"kind": "drop", "remaining": int(n), "path_contains": path_contains})
+            self._random = None if rate <= 0 else {
+                "rng": random.Random(seed), "rate": float(rate), "kinds": kinds,
+                "retry_after": retry_after, "seconds": float(slow_seconds),
+                "path_contains": path_contains}
+
+    def _add(self, n: int, rule: dict[str, Any], after: int = 0) -> None:
+        if n < 1 or after < 0:
+            raise ValueError("n must be >= 1 and after >= 0")
+        with self._lock:
+            self._rules.append({**rule, "remaining": int(n), "after": int(after)})
 
     def clear(self) -> None:
-        """Forget all pending faults and set :attr:`latency` back to 0."""
+        """Forget all pending faults and the counts, and set :attr:`latency` back to 0."""
         with self._lock:
             self._rules.clear()
+            self._random = None
+            self.injected.clear()
         self.latency = 0.0
 
     @property
@@ -339,14 +384,30 @@ class Faults:
 
     def _take(self, raw_path: str) -> Optional[dict[str, Any]]:
         with self._lock:
+            chosen = None
             for rule in self._rules:
                 needle = rule["path_contains"]
                 if rule["remaining"] > 0 and (needle is None or needle in raw_path):
+                    if rule["after"] > 0:  # not yet: this one goes through
+                        rule["after"] -= 1
+                        continue
                     rule["remaining"] -= 1
                     if rule["remaining"] == 0:
                         self._rules.remove(rule)
-                    return rule
-        return None
+                    chosen = rule
+                    break
+            plan = self._random
+            if chosen is None and plan is not None and (
+                    plan["path_contains"] is None or plan["path_contains"] in raw_path):
+                if plan["rng"].random() < plan["rate"]:
+                    kind = plan["rng"].choice(plan["kinds"])
+                    chosen = ({"kind": kind, "seconds": plan["seconds"]} if isinstance(kind, str)
+                              else {"kind": "fail", "status": kind,
+                                    "retry_after": plan["retry_after"]})
+            if chosen is not None:
+                self.injected[str(chosen["status"]) if chosen["kind"] == "fail"
+                              else chosen["kind"]] += 1
+            return chosen
 
     def __repr__(self) -> str:
         return f"<Faults pending={self.pending} latency={self.latency}>"
@@ -918,6 +979,12 @@ class LocalHydroServer:
             return self._total
 
     @property
+    def in_flight(self) -> int:
+        """Requests being carried out right now (e.g. one a killed client left behind)."""
+        with self._stats_lock:
+            return self._in_flight
+
+    @property
     def requests_log(self) -> list[tuple[str, str, Optional[int]]]:
         """Every request as ``(method, raw path with query, status)``; status is ``None`` if dropped."""
         with self._stats_lock:
@@ -1001,6 +1068,7 @@ class LocalHydroServer:
         thing_id: Optional[str] = None,
         description: Optional[str] = None,
         tags: Optional[dict[str, str]] = None,
+        datastream_id: Optional[str] = None,
         **fields: Any,
     ) -> str:
         """Add a datastream and return its id.
@@ -1015,6 +1083,8 @@ class LocalHydroServer:
             observations: optional ``(timestamp, value)`` rows to seed (see :meth:`add_observations`).
             thing_id: the site (default: the workspace's first site).
             description, tags: free text and ``{key: value}`` tags.
+            datastream_id: a fixed id (a UUID) instead of a new one, so definition files that
+                name datastream ids work unchanged (the demo's ``stations.yaml``).
             **fields: any other datastream field in camelCase or snake_case, e.g.
                 ``observationType``, ``sampledMedium``, ``status``, ``intendedTimeSpacing``.
         """
@@ -1037,7 +1107,9 @@ class LocalHydroServer:
                 if column not in values:
                     raise TypeError(f"Unknown datastream field {key!r}")
                 values[column] = value
-            ds_id = _uuid7()
+            ds_id = _uuid7() if datastream_id is None else _canonical_uuid(datastream_id)
+            if ds_id is None:
+                raise ValueError(f"datastream_id: expected a UUID, found {datastream_id!r}")
             values.update(
                 id=ds_id, workspace_id=workspace_id, thing_id=thing_id, unit_id=unit_id,
                 sensor_id=_SENSOR_ID, observed_property_id=_OBSERVED_PROPERTY_ID,
@@ -1294,6 +1366,7 @@ class LocalHydroServer:
             self._counts[f"{method} {_normalise_path(req.path)}"] += 1
             self._total += 1
             self._in_flight += 1
+        fault = None
         try:
             latency = self.faults.latency
             if latency > 0:
@@ -1303,7 +1376,7 @@ class LocalHydroServer:
                 with self._stats_lock:
                     self._log.append((method, raw_path, None))
                 return _DROP
-            if fault is not None:
+            if fault is not None and fault["kind"] == "fail":
                 response = _fault_response(fault["status"], fault["retry_after"])
             else:
                 response = self._throttled(client) or self._route(req)
@@ -1316,12 +1389,15 @@ class LocalHydroServer:
                 self._errors.append(tb)
             response = _error_response(_ServerError("unexpected"))
         finally:
+            if fault is not None and fault["kind"] == "slow":
+                time.sleep(fault["seconds"])  # done, answered late (still counted in flight)
             with self._stats_lock:
                 self._in_flight -= 1
         status = response.status
         with self._stats_lock:
-            self._log.append((method, raw_path, status))
-        return response
+            self._log.append((method, raw_path, None if fault and fault["kind"] == "lose"
+                              else status))
+        return _DROP if fault is not None and fault["kind"] == "lose" else response
 
     def _throttled(self, client: str) -> Optional[_Response]:
         limit = self.throttle
@@ -1597,11 +1673,17 @@ class LocalHydroServer:
         page = params.integer("page", 1, ge=1)
         page_size = params.integer("page_size", 100, ge=0, le=100000)
         workspace_ids = params.uuids("workspace_id")
+        datastream_ids = params.uuids("datastream_id")
         params.done()
         with self._read() as db:
             visible = self._visible_workspaces(db, req.principal)
             rows = [r for r in db.execute("SELECT * FROM units ORDER BY id")
                     if r["workspace_id"] is None or r["workspace_id"] in visible]
+            if datastream_ids:  # the units of these datastreams
+                used = {r["unit_id"] for r in db.execute(
+                    f"SELECT unit_id FROM datastreams WHERE id IN "
+                    f"({', '.join('?' * len(datastream_ids))})", datastream_ids)}
+                rows = [r for r in rows if r["id"] in used]
         if workspace_ids:
             rows = [r for r in rows if r["workspace_id"] in workspace_ids]
         page_rows = rows[(page - 1) * page_size: (page - 1) * page_size + page_size]

@@ -1,0 +1,125 @@
+"""What the ``hydroserver-airflow`` subcommands share: reaching HydroServer, errors, tables.
+
+Secrets never reach the terminal: an API key is read from an Airflow connection or from
+``HYDROSERVER_API_KEY`` (``--api-key`` only as a last resort), and nothing here prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import logging
+import os
+import sys
+from typing import Any, Callable, Iterator, Sequence
+
+API_KEY_ENV = "HYDROSERVER_API_KEY"
+DEFAULT_CONN_ID = "hydroserver_default"
+
+
+class CommandError(Exception):
+    """A problem the user can fix, printed as ``error: <message>`` with exit code 1."""
+
+
+def reports_errors(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace],
+                                                                           int]:
+    """Turn the provider's own errors into one ``error:`` line and exit code 1 (no traceback:
+    these messages already say what was expected, what was found and where)."""
+
+    @functools.wraps(func)
+    def wrapper(args: argparse.Namespace) -> int:
+        from ..etl.errors import HydroServerProviderError  # noqa: PLC0415
+
+        try:
+            return func(args)
+        except (CommandError, HydroServerProviderError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+
+    return wrapper
+
+
+@contextlib.contextmanager
+def quiet_logs(*names: str) -> Iterator[None]:
+    """Keep routine INFO logs of the named loggers off the terminal while a command runs: it
+    prints its own account of what happened (warnings and errors still show)."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    return f"{count} {word if count == 1 else (many or word + 's')}"
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]],
+                 right: Sequence[int] = ()) -> str:
+    """A plain aligned text table (columns in ``right`` are right-aligned, e.g. counts)."""
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+
+    def line(row: list[str]) -> str:
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+
+    return "\n".join([line(cells[0]), line(["-" * w for w in widths])]
+                     + [line(r) for r in cells[1:]])
+
+
+# --------------------------------------------------------------------------------------------
+# HydroServer credentials
+# --------------------------------------------------------------------------------------------
+
+
+def add_hydroserver_options(parser: argparse.ArgumentParser, *, conn_id_help: str) -> None:
+    group = parser.add_argument_group(
+        "HydroServer", "an Airflow connection (AIRFLOW_CONN_<ID> environment variables work "
+        f"too), or a URL with an API key from ${API_KEY_ENV}")
+    group.add_argument("--conn-id", metavar="ID", help=conn_id_help)
+    group.add_argument("--url", help="HydroServer URL instead of an Airflow connection")
+    group.add_argument("--api-key", help=f"API key for --url (prefer ${API_KEY_ENV}: a command "
+                                         "line is visible to other users of the machine)")
+
+
+def hydroserver_client(args: argparse.Namespace,
+                       default_conn_id: str = DEFAULT_CONN_ID) -> tuple[Any, str]:
+    """A HydroServer client from ``--url`` (+ API key) or from an Airflow connection.
+
+    Returns ``(client, description)``; the description names the URL or the connection id,
+    never a credential.
+    """
+    if args.url:
+        if args.conn_id:
+            raise CommandError("give either --conn-id or --url, not both")
+        api_key = args.api_key or os.environ.get(API_KEY_ENV)
+        if not api_key:
+            raise CommandError(f"--url needs an API key: set {API_KEY_ENV} (or pass --api-key)")
+        from ..etl.hydroserver import Credentials, HydroServerClient  # noqa: PLC0415
+
+        client = HydroServerClient(args.url, Credentials(api_key=api_key))
+        return client, client.url
+    if args.api_key:
+        raise CommandError("--api-key goes with --url; an Airflow connection has its own key")
+    from ..hooks.hydroserver import HydroServerHook  # noqa: PLC0415
+
+    conn_id = args.conn_id or default_conn_id
+    hook = HydroServerHook(conn_id)
+    try:
+        hook.url  # noqa: B018 - resolves the connection now, so a missing one fails here
+    except Exception as exc:  # AirflowNotFoundException and friends
+        from ..etl.errors import HydroServerProviderError  # noqa: PLC0415
+
+        if isinstance(exc, HydroServerProviderError):
+            raise
+        raise CommandError(
+            f"cannot read the Airflow connection '{conn_id}' ({type(exc).__name__}: {exc}); "
+            f"create it (airflow connections add, or AIRFLOW_CONN_{conn_id.upper()}) or use "
+            f"--url with {API_KEY_ENV}") from None
+    return hook, f"{hook.url} (Airflow connection '{conn_id}')"

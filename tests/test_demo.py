@@ -1,0 +1,102 @@
+"""``make demo`` end to end, once: local HydroServer + station sources, the example DAGs on Airflow.
+
+Slow-ish (a real Airflow in a child process: migration, DAG parse, six ``dag.test()`` runs; about
+15 s), so everything the demo promises is asserted on this one run.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from hydroserver_provider import demo
+
+SOURCE_PORT = 8765  # where dags/definitions/stations.yaml fetches its sources
+
+# What HydroServer must hold afterwards, worked out by hand from the definitions and the demo's
+# intervals: the logger is windowed, 2 hourly windows of 15-minute readings -> 8 each; the river
+# API is incremental from the task's start_time 2025-01-01T00:00Z, hourly, up to the last run's
+# end 2025-06-02T11:15Z -> 152 days * 24 + 12 hours (00:00 ... 11:00) = 3,660 each. The SWOT
+# reach (Hydrocron replay of the recorded version-D answer) has 3 passes after its start_time.
+EXPECTED_COUNTS = {
+    "0a000000-0000-4000-8000-000000000001": 8,
+    "0a000000-0000-4000-8000-000000000002": 8,
+    "0a000000-0000-4000-8000-000000000003": 3660,
+    "0a000000-0000-4000-8000-000000000004": 3660,
+    "0b000000-0000-4000-8000-000000000001": 3,
+    "0b000000-0000-4000-8000-000000000002": 3,
+    "0b000000-0000-4000-8000-000000000003": 3,
+}
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _wait_for_port(port: int, seconds: float) -> None:
+    """Another run of the suite on this machine may be running the demo right now."""
+    deadline = time.monotonic() + seconds
+    while not _port_free(port) and time.monotonic() < deadline:
+        time.sleep(1)
+
+
+@pytest.mark.timeout(300)
+def test_demo_loads_the_example_dags_and_the_reruns_add_nothing(tmp_path, monkeypatch, capsys):
+    results: list[demo.DemoResult] = []
+    real_run_demo = demo.run_demo
+
+    def recording_run_demo(*args, **kwargs):
+        results.append(real_run_demo(*args, **kwargs))
+        return results[-1]
+
+    monkeypatch.setattr(demo, "run_demo", recording_run_demo)
+    _wait_for_port(SOURCE_PORT, 90)
+
+    exit_code = demo.main(["--home", str(tmp_path / "airflow_home")])
+    output = capsys.readouterr().out
+
+    assert exit_code == 0, output
+    (result,) = results
+    assert result.ok and result.problems == []
+    assert result.final_counts == EXPECTED_COUNTS
+    assert result.expected_counts == EXPECTED_COUNTS
+
+    # Every run succeeded in Airflow, and each DAG ran 2 intervals and then the 1st again.
+    assert [(r.dag_id, r.label, r.state) for r in result.runs] == [
+        (dag_id, label, "success")
+        for dag_id in ("hydroserver_demo_logger_42", "hydroserver_demo_river_site_09380000",
+                       "hydroserver_swot_reach_18180900091")
+        for label in ("1st run", "2nd run", "re-run 1st")
+    ]
+    reruns = [r for r in result.runs if r.rerun]
+    assert reruns[0].interval == result.runs[0].interval
+    assert all(row.added == 0 for rerun in reruns for row in rerun.rows)
+    # The windowed re-run really ran: it re-loaded its window (4 readings each), net +0.
+    assert [row.loaded for row in reruns[0].rows] == [4, 4]
+    # The incremental re-run found nothing newer.
+    assert reruns[1].message == "Already up to date."
+    # The first river run caught up from start_time; the second added one hour.
+    river = [r for r in result.runs if r.dag_id.endswith("09380000")]
+    assert [row.added for row in river[0].rows] == [3659, 3659]
+    assert [row.added for row in river[1].rows] == [1, 1]
+    # The SWOT reach: the first run caught up on every pass, the next found nothing new.
+    swot = [r for r in result.runs if r.dag_id == "hydroserver_swot_reach_18180900091"]
+    assert [row.added for row in swot[0].rows] == [3, 3, 3]
+    assert [row.added for row in swot[1].rows] == [0, 0, 0]
+    assert swot[0].message.startswith("Hydrocron Reach 18180900091 (SWOT_L2_HR_RiverSP_D)")
+
+    # The output is the demo's table, not Airflow's logging, and ends with the way to production.
+    assert "Loaded 8 observations into 2 datastreams." in output
+    assert "[info" not in output and "Traceback" not in output
+    assert "AIRFLOW_CONN_HYDROSERVER_DEFAULT" in output
+    assert (tmp_path / "airflow_home" / "demo.log").stat().st_size > 0
+
+    # Everything it started is stopped: the source port is free again.
+    assert _port_free(SOURCE_PORT)
