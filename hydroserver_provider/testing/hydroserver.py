@@ -872,6 +872,7 @@ class LocalHydroServer:
         self._throttle_hits: dict[str, collections.deque] = {}
         self._errors: list[str] = []
         self._in_flight = 0
+        self._peak_in_flight = 0
         self._user_id: Optional[int] = None
         self._workspace_id: Optional[str] = None
         self._api_key: Optional[str] = None
@@ -985,6 +986,12 @@ class LocalHydroServer:
             return self._in_flight
 
     @property
+    def peak_in_flight(self) -> int:
+        """The most requests carried out at the same time since the last :meth:`reset_counts`."""
+        with self._stats_lock:
+            return self._peak_in_flight
+
+    @property
     def requests_log(self) -> list[tuple[str, str, Optional[int]]]:
         """Every request as ``(method, raw path with query, status)``; status is ``None`` if dropped."""
         with self._stats_lock:
@@ -997,11 +1004,13 @@ class LocalHydroServer:
             return list(self._errors)
 
     def reset_counts(self) -> None:
-        """Clear :attr:`request_counts`, :attr:`requests_log` and :attr:`total_requests`."""
+        """Clear :attr:`request_counts`, :attr:`requests_log`, :attr:`total_requests` and
+        :attr:`peak_in_flight`."""
         with self._stats_lock:
             self._counts.clear()
             self._log.clear()
             self._total = 0
+            self._peak_in_flight = self._in_flight
 
     # ---------------------------------------------------------------- seeding helpers
 
@@ -1366,6 +1375,7 @@ class LocalHydroServer:
             self._counts[f"{method} {_normalise_path(req.path)}"] += 1
             self._total += 1
             self._in_flight += 1
+            self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
         fault = None
         try:
             latency = self.faults.latency

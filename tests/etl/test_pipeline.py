@@ -283,3 +283,19 @@ def test_a_mapping_to_a_missing_json_field_fails_alone(local_hydroserver, client
     errors = [d["error"] for d in info.value.summary["datastreams"]]
     assert errors[0] is None and "field 'values.turbidity' not found" in errors[1]
     assert len(local_hydroserver.observations(flow)) == 2
+
+
+@pytest.mark.parametrize("parallel, peak", [(1, 1), (4, 2)])
+def test_datastreams_are_written_concurrently(local_hydroserver, client, source, parallel, peak):
+    conn = logger_connection(logger_route(source))
+    targets = [local_hydroserver.create_datastream(name=f"Level {i}") for i in range(4)]
+    mappings = [Mapping(source_identifier="Water Level", target_datastream_id=ds) for ds in targets]
+    local_hydroserver.faults.latency = 0.3  # each write takes a while, as on a real server
+    local_hydroserver.reset_counts()
+    summary = run_ingestion(client, conn, mappings,
+                            window=window(datetime(2025, 6, 1, tzinfo=UTC), 1),
+                            options=RunOptions(parallel_datastreams=parallel))
+    assert [d["loaded"] for d in summary["datastreams"]] == [4, 4, 4, 4]
+    assert [d["datastream_id"] for d in summary["datastreams"]] == targets  # mapping order kept
+    assert local_hydroserver.peak_in_flight >= peak
+    assert local_hydroserver.peak_in_flight <= parallel

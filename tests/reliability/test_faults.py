@@ -262,7 +262,8 @@ def test_a_chunk_failing_after_n_chunks_is_completed_by_the_next_try(windowed, s
                                                                      local_hydroserver):
     hs = local_hydroserver
     station, datastreams, window, expected = station_task(windowed)
-    hs.faults.fail_next(1, status=500, path_contains="bulk-create", after=4)  # the 5th chunk
+    hs.faults.fail_next(1, status=500, path_contains=f"{datastreams[0]}/observations/bulk-create",
+                        after=4)  # the first datastream's 5th chunk
     connection, mappings = station.connection(windowed), station.mappings(datastreams)
     with make_client(hs) as client:
         with pytest.raises(IngestionFailed) as info:
