@@ -122,18 +122,17 @@ class AirflowAPI:
 
     @classmethod
     def from_env(cls, url: str | None = None, username: str | None = None,
-                 password: str | None = None, token: str | None = None,
-                 env: Mapping[str, str] | None = None) -> AirflowAPI:
+                 password: str | None = None) -> AirflowAPI:
         """Arguments first, then ``AIRFLOW_API_URL``, ``AIRFLOW_USERNAME``,
-        ``AIRFLOW_PASSWORD``, ``AIRFLOW_API_TOKEN``."""
-        env = os.environ if env is None else env
+        ``AIRFLOW_PASSWORD``; the token only from ``AIRFLOW_API_TOKEN``."""
+        env = os.environ
         url = url or env.get(ENV_URL)
         if not url:
             raise HydroServerProviderError(f"no Airflow API URL: pass --api-url or set {ENV_URL} "
                              "(e.g. http://localhost:8080)")
         return cls(url, username=username or env.get(ENV_USERNAME) or None,
                    password=password or env.get(ENV_PASSWORD) or None,
-                   token=token or env.get(ENV_TOKEN) or None)
+                   token=env.get(ENV_TOKEN) or None)
 
     @classmethod
     def from_connection(cls, conn_id: str = DEFAULT_API_CONN_ID) -> AirflowAPI:
@@ -259,23 +258,20 @@ class AirflowAPI:
 
     # ---------------------------------------------------------------- runs
 
-    def dag_runs(self, dag_id: str, *, states: Sequence[str] = (),
-                 start_date_gte: datetime | None = None, start_date_lt: datetime | None = None,
-                 order_by: str = "-start_date", limit: int | None = None) -> list[dict]:
-        """Runs of ``dag_id`` (``~`` for all DAGs), filtered and ordered by the server.
-
-        Airflow 3.3 also returns runs that have not started (no ``start_date``) when a start
-        date range is given; callers that need the range exactly check ``start_date``.
-        """
-        return list(self.iter_dag_runs(dag_id, states=states, start_date_gte=start_date_gte,
-                                       start_date_lt=start_date_lt, order_by=order_by,
-                                       limit=limit))
+    def dag_runs(self, dag_id: str, **filters: Any) -> list[dict]:
+        """:meth:`iter_dag_runs` as a list."""
+        return list(self.iter_dag_runs(dag_id, **filters))
 
     def iter_dag_runs(self, dag_id: str, *, states: Sequence[str] = (),
                       start_date_gte: datetime | None = None,
                       start_date_lt: datetime | None = None, order_by: str = "-start_date",
                       limit: int | None = None) -> Iterator[dict]:
-        """:meth:`dag_runs`, one page at a time."""
+        """Runs of ``dag_id`` (``~`` for all DAGs), filtered and ordered by the server, read one
+        page at a time.
+
+        Airflow 3.3 also returns runs that have not started (no ``start_date``) when a start
+        date range is given; callers that need the range exactly check ``start_date``.
+        """
         params: dict[str, Any] = {"order_by": order_by}
         if states:
             params["state"] = list(states)

@@ -16,7 +16,6 @@ from airflow.sdk import (  # noqa: F401  (re-exported)
     DeltaDataIntervalTimetable,
     Param,
     Variable,
-    get_current_context,
     get_parsing_context,
 )
 

@@ -107,8 +107,11 @@ __all__ = [
     "build_loaded",
     "dag_id_for",
     "definitions_folder",
+    "fan_out_features",
+    "last_schedule_period",
     "raise_definition_errors",
     "register_dags",
+    "schedule_timing",
     "slugify",
 ]
 
@@ -321,7 +324,7 @@ def _settings(airflow: Mapping[str, Any], location: str) -> tuple[_Settings | No
 
 
 def _timetable(schedule: Any) -> Any:
-    delta = _interval_delta(schedule)
+    delta = schedule.interval_delta
     if delta is not None:
         return DeltaDataIntervalTimetable(delta)
     if schedule.crontab:
@@ -329,10 +332,27 @@ def _timetable(schedule: Any) -> Any:
     return None
 
 
-def _interval_delta(schedule: Any) -> timedelta | None:
-    if schedule.interval is None or schedule.interval_period is None:
-        return None
-    return timedelta(**{schedule.interval_period: schedule.interval})
+def schedule_timing(schedule: Any) -> dict[str, Any]:
+    """``interval_seconds``, ``crontab`` and ``timezone`` of a schedule: all that the run-window
+    macro, the digest task and ``preview`` keep of it to find a run's period
+    (:func:`last_schedule_period`)."""
+    delta = schedule.interval_delta
+    return {"interval_seconds": delta.total_seconds() if delta is not None else None,
+            "crontab": schedule.crontab if delta is None else None,
+            "timezone": schedule.timezone or "UTC"}
+
+
+def last_schedule_period(moment: datetime, *, interval_seconds: float | None,
+                         crontab: str | None, timezone: str = "UTC",
+                         ) -> tuple[datetime, datetime] | None:
+    """The last complete period of a schedule (given as :func:`schedule_timing` describes it)
+    ending at or before ``moment``: ``moment - interval`` -> ``moment``, or the last complete
+    cron period, as Airflow gives a manual run; None for a manual-only schedule."""
+    if interval_seconds is not None:
+        return moment - timedelta(seconds=interval_seconds), moment
+    if crontab:
+        return last_cron_period(crontab, timezone, moment)
+    return None
 
 
 def _schedule_text(schedule: Any) -> str:
@@ -376,12 +396,10 @@ class RunWindowMacro:
         run_after = getattr(dag_run, "run_after", None) or datetime.now(timezone.utc)
         if run_after.tzinfo is None:
             run_after = run_after.replace(tzinfo=timezone.utc)
-        if self.interval_seconds is not None:
-            begin = run_after - timedelta(seconds=self.interval_seconds)
-            return _Window(begin.isoformat(), run_after.isoformat())
-        if self.crontab is not None:
-            begin, finish = last_cron_period(self.crontab, self.timezone, run_after)
-            return _Window(begin.isoformat(), finish.isoformat())
+        period = last_schedule_period(run_after, interval_seconds=self.interval_seconds,
+                                      crontab=self.crontab, timezone=self.timezone)
+        if period is not None:
+            return _Window(period[0].isoformat(), period[1].isoformat())
         if self.windowed:
             from .compat import AirflowFailException  # noqa: PLC0415
 
@@ -491,21 +509,6 @@ def _description(task: Any) -> str:
             f"{_schedule_text(task.schedule).replace('`', '')}")
 
 
-_ACCEPTS: frozenset[str] | None = None
-
-
-def _operator_accepts() -> frozenset[str]:
-    """The keyword arguments HydroIngestOperator takes (optional ones are passed only if so)."""
-    global _ACCEPTS
-    if _ACCEPTS is None:
-        import inspect  # noqa: PLC0415
-
-        from .operators.ingest import HydroIngestOperator  # noqa: PLC0415
-
-        _ACCEPTS = frozenset(inspect.signature(HydroIngestOperator.__init__).parameters)
-    return _ACCEPTS
-
-
 def _prepare(task: Task, source: str | None) -> tuple[_Settings | None, list[DefinitionError]]:
     """The task's settings, or None and every problem :func:`build_dag` would reject."""
     location = _location(source, task.name)
@@ -552,20 +555,15 @@ def build_dag(task: Task, *, source: str | None = None, dag_id: str | None = Non
     settings, errors = _prepare(task, source)
     if settings is None:
         raise DefinitionErrors(errors)
-    schedule = task.schedule
+    from .notifications.dags import add_failure_alert  # noqa: PLC0415
     from .operators.ingest import HydroIngestOperator  # noqa: PLC0415
 
+    schedule = task.schedule
     dag_settings = settings.dag
     dag_id = dag_id or dag_id_for(task.name, dag_settings.get("dag_id"))
     connection = task.data_connection
     windowed = connection.uses_window
-    delta = _interval_delta(schedule)
-    macro = RunWindowMacro(
-        task_name=task.name, windowed=windowed,
-        interval_seconds=delta.total_seconds() if delta is not None else None,
-        crontab=schedule.crontab if delta is None else None,
-        timezone=schedule.timezone or "UTC",
-    )
+    macro = RunWindowMacro(task_name=task.name, windowed=windowed, **schedule_timing(schedule))
     paused = dag_settings.get("is_paused_upon_creation")
     configured = dict(_dag_config_defaults())  # what Airflow would read per DAG (see there)
     if dag_settings.get("max_active_tasks"):
@@ -586,10 +584,6 @@ def build_dag(task: Task, *, source: str | None = None, dag_id: str | None = Non
         user_defined_macros={"hydroserver_run_window": macro},
         auto_register=False,
     )
-    extra: dict[str, Any] = {}
-    hydrocron = task.airflow.get("hydrocron_conn_id")
-    if hydrocron and "hydrocron_conn_id" in _operator_accepts():
-        extra["hydrocron_conn_id"] = hydrocron
     operator_kwargs = settings.operator
     with warnings.catch_warnings():
         if "email" in operator_kwargs:  # 3.3 deprecates task e-mail; the definition asked for it
@@ -608,7 +602,7 @@ def build_dag(task: Task, *, source: str | None = None, dag_id: str | None = Non
             chunk_rows="{{ params.chunk_rows }}",
             dry_run="{{ params.dry_run }}",
             asset_host=settings.asset_host,
-            **extra,
+            hydrocron_conn_id=task.airflow.get("hydrocron_conn_id") or None,
             **operator_kwargs,
         )
     # The trigger-form params go on the DAG last, through ParamsDict.__setitem__, on purpose:
@@ -619,7 +613,7 @@ def build_dag(task: Task, *, source: str | None = None, dag_id: str | None = Non
     #   merges dag.params, task.params and the run's conf (process_params) and validates that.
     for name, param in _params(settings.chunk_rows, windowed, schedule.is_manual).items():
         dag.params[name] = param
-    _add_failure_alerts(dag, task)
+    add_failure_alert(dag, task)
     return dag
 
 
@@ -634,12 +628,18 @@ MAP_INDEX_TEMPLATE = "{{ task.feature_id }}"
 """How a mapped instance is labelled in the UI: its feature id."""
 
 
+def fan_out_features(task: Task) -> tuple[str, ...]:
+    """The features a Hydrocron task fans out over, one mapped instance each (its mappings name
+    them); empty for a task that runs as one instance."""
+    if task.data_connection.payload.type != "HYDROCRON":
+        return ()
+    return task.hydrocron_features
+
+
 def _ingest_task(operator_class: Any, task: Task, dag_settings: Mapping[str, Any],
                  **kwargs: Any) -> Any:
-    """The ingest task: one operator, or -- for a Hydrocron task whose mappings name their
-    features -- one operator mapped over the features (:func:`_hydrocron_fan_out`)."""
-    features = (task.hydrocron_features if task.data_connection.payload.type == "HYDROCRON"
-                else ())
+    """The ingest task: one operator, or one operator mapped over :func:`fan_out_features`."""
+    features = fan_out_features(task)
     if not features:
         return operator_class(**kwargs)
     return _hydrocron_fan_out(operator_class, task, features, dag_settings, kwargs)
@@ -695,16 +695,8 @@ def _source_line(task: Any) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Notifications: failure alerts on ingestion tasks, digest DAGs (see notifications/dags.py)
+# Notifications: digest DAGs (see notifications/dags.py)
 # --------------------------------------------------------------------------------------------
-
-
-def _add_failure_alerts(dag: DAG, task: Task) -> None:
-    """Every ingestion task records its failure and e-mails the data connection's
-    ``notification.recipient_emails`` when it fails after its last retry."""
-    from .notifications.dags import add_failure_alert  # noqa: PLC0415
-
-    add_failure_alert(dag, task)
 
 
 def _is_digest_dag_id(dag_id: str) -> bool:

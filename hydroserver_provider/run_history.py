@@ -142,8 +142,7 @@ def _as_summary(value: Any) -> dict | None:
 
 def list_runs(api: AirflowAPI, dag_id: str, *, status: str | None = None,
               since: datetime | None = None, until: datetime | None = None,
-              limit: int | None = None, with_results: bool = True,
-              task_id: str = INGEST_TASK_ID) -> list[TaskRun]:
+              limit: int | None = None, task_id: str = INGEST_TASK_ID) -> list[TaskRun]:
     """Runs of a task, newest first: ``status`` (PENDING/STARTED/SUCCESS/FAILURE), started at or
     after ``since`` and before ``until``, at most ``limit``. Runs still queued (not started)
     come first, as the newest."""
@@ -157,10 +156,8 @@ def list_runs(api: AirflowAPI, dag_id: str, *, status: str | None = None,
             break
         if ranged and not _started_within(dag_run, since, until):
             continue  # the API also lists runs that have not started
-        summary = note = None
-        if with_results:
-            summary, note = read_summary(api, dag_id, dag_run["dag_run_id"],
-                                         str(dag_run.get("state")), task_id)
+        summary, note = read_summary(api, dag_id, dag_run["dag_run_id"],
+                                     str(dag_run.get("state")), task_id)
         runs.append(task_run(dag_run, summary, note))
     far_future = datetime.max.replace(tzinfo=timezone.utc)
     runs.sort(key=lambda r: r.started_at or far_future, reverse=True)

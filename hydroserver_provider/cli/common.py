@@ -12,7 +12,8 @@ import functools
 import logging
 import os
 import sys
-from typing import Any, Callable, Iterator, Sequence
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 API_KEY_ENV = "HYDROSERVER_API_KEY"
 DEFAULT_CONN_ID = "hydroserver_default"
@@ -55,19 +56,27 @@ def quiet_logs(*names: str) -> Iterator[None]:
             logger.setLevel(level)
 
 
+def parse_iso_moment(text: str) -> datetime:
+    """An ISO 8601 date or date-time, ``Z`` accepted, taken as UTC without an offset; raises
+    ValueError (each command words the error for its own option)."""
+    moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
 def plural(count: int, word: str, many: str | None = None) -> str:
     return f"{count} {word if count == 1 else (many or word + 's')}"
 
 
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]],
-                 right: Sequence[int] = ()) -> str:
-    """A plain aligned text table (columns in ``right`` are right-aligned, e.g. counts)."""
+def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]],
+                 right: Sequence[int] = (), indent: str = "") -> str:
+    """A plain aligned text table (columns in ``right`` are right-aligned, e.g. counts), each
+    line starting with ``indent``; also the text part of the notification e-mails."""
     cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
 
     def line(row: list[str]) -> str:
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
-                         for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+        return indent + "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                                  for i, (c, w) in enumerate(zip(row, widths))).rstrip()
 
     return "\n".join([line(cells[0]), line(["-" * w for w in widths])]
                      + [line(r) for r in cells[1:]])

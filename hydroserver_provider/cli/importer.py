@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import (
+    DEFAULT_CONN_ID,
     CommandError,
     add_hydroserver_options,
     hydroserver_client,
@@ -83,7 +84,7 @@ def _import(args: argparse.Namespace) -> int:
               f"{plural(len(raw_tasks), 'task')} from {where}"
               + (f", workspace {args.workspace}" if args.workspace else ""))
 
-        conn_id = None if args.url else (args.conn_id or "hydroserver_default")
+        conn_id = None if args.url else (args.conn_id or DEFAULT_CONN_ID)
         plan = plan_import(raw_connections, raw_tasks, auth_from=args.auth_from,
                            conn_id=conn_id, source=f"HydroServer {client.url}")
         for problem in plan.problems:

@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from .common import (
+    DEFAULT_CONN_ID,
     CommandError,
     add_hydroserver_options,
     format_table,
     hydroserver_client,
+    parse_iso_moment,
     plural,
     quiet_logs,
     reports_errors,
@@ -76,7 +78,7 @@ def _preview(args: argparse.Namespace) -> int:
 
     mappings, feature_note = _preview_mappings(task, args.feature)
     client, where = hydroserver_client(
-        args, task.airflow.get("hydroserver_conn_id") or "hydroserver_default")
+        args, task.airflow.get("hydroserver_conn_id") or DEFAULT_CONN_ID)
     print(f"Task:        {task.name}  (DAG {dag_id_for(task.name, task.airflow.get('dag_id'))}, "
           f"{source})")
     print(f"Connection:  {connection.name} ({connection.payload.type})")
@@ -170,11 +172,10 @@ def find_task(location: Path, wanted: str) -> tuple[Any, str]:
 
 def parse_moment(text: str, option: str) -> datetime:
     try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+        return parse_iso_moment(text)
     except ValueError:
         raise CommandError(f"{option} expects an ISO 8601 date or date-time such as "
                            f"2025-06-01T00:00:00Z, found {text!r}") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def preview_window(task: Any, start: str | None, end: str | None,
@@ -191,16 +192,15 @@ def preview_window(task: Any, start: str | None, end: str | None,
             raise CommandError(f"--start ({begin.isoformat()}) must be before --end "
                                f"({finish.isoformat()})")
         return RunWindow(begin, finish), "from --start/--end"
-    schedule = task.schedule
-    delta = schedule.interval_delta
-    if delta is not None:
-        return RunWindow(now - delta, now), "the last interval of the schedule, ending now"
-    if schedule.crontab:
-        from ..dag_factory import last_cron_period  # noqa: PLC0415
+    from ..dag_factory import last_schedule_period, schedule_timing  # noqa: PLC0415
 
-        begin, finish = last_cron_period(schedule.crontab, schedule.timezone or "UTC", now)
-        return RunWindow(begin, finish), "the last complete period of the crontab"
-    return None, "manual task without --start/--end"
+    timing = schedule_timing(task.schedule)
+    period = last_schedule_period(now, **timing)
+    if period is None:
+        return None, "manual task without --start/--end"
+    why = ("the last interval of the schedule, ending now" if timing["interval_seconds"]
+           is not None else "the last complete period of the crontab")
+    return RunWindow(*period), why
 
 
 def _window_text(window: Any) -> str:
@@ -216,8 +216,9 @@ def _iso(moment: datetime) -> str:
 def _preview_mappings(task: Any, feature: str | None) -> tuple[list[Any], str]:
     """The mappings to preview: all of them, or for a Hydrocron task fanning out over features,
     those of one feature (``--feature``, else the first) -- one instance of its mapped task."""
-    features = (task.hydrocron_features if task.data_connection.payload.type == "HYDROCRON"
-                else ())
+    from ..dag_factory import fan_out_features  # noqa: PLC0415
+
+    features = fan_out_features(task)
     if not features:
         if feature:
             raise CommandError("--feature is for Hydrocron tasks that fan out over features")
@@ -239,8 +240,7 @@ def _hydrocron_arguments(task: Any, mappings: list[Any]) -> dict[str, Any]:
         return {}
     from ..hooks.hydrocron import HydrocronHook  # noqa: PLC0415
 
-    hook = HydrocronHook(task.airflow.get("hydrocron_conn_id") or payload.hydrocron_conn_id,
-                         requests_per_second=payload.requests_per_second)
+    hook = HydrocronHook.for_payload(payload, task.airflow.get("hydrocron_conn_id"))
     arguments: dict[str, Any] = {"hydrocron": hook.get_conn()}
     if task.hydrocron_features:
         arguments["feature_id"] = mappings[0].feature_id

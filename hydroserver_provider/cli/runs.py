@@ -16,20 +16,21 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from .common import CommandError, format_table, reports_errors
+from .common import CommandError, format_table, parse_iso_moment, reports_errors
 
 TERMINAL = ("SUCCESS", "FAILURE")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from ..run_history import STATUSES  # noqa: PLC0415
+
     runs = subparsers.add_parser(
         "runs", help="list the runs of a task (newest first) or show one run",
         description="List the runs of a task, newest first, with HydroServer's statuses "
                     "(PENDING, STARTED, SUCCESS, FAILURE) and each run's message; --run shows "
                     "one run with its whole result.")
     runs.add_argument("task", metavar="TASK", help="the task's name or its DAG id")
-    runs.add_argument("--status", type=str.upper, choices=("PENDING", "STARTED", "SUCCESS",
-                                                           "FAILURE"),
+    runs.add_argument("--status", type=str.upper, choices=STATUSES,
                       help="only runs with this status")
     runs.add_argument("--since", type=_moment, metavar="DATE",
                       help="only runs started at or after DATE (ISO 8601; UTC unless an offset "
@@ -77,14 +78,12 @@ def _add_api_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _moment(text: str) -> datetime:
-    value = text.strip()
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        return parse_iso_moment(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected an ISO 8601 date or date-time such as 2025-01-01 or "
             f"2025-01-01T06:00:00Z, found {text!r}") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def _positive(text: str) -> int:

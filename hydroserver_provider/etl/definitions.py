@@ -28,41 +28,30 @@ from typing import Any, get_args
 
 import yaml
 
-from .config import (
-    AIRFLOW_SETTINGS,
+from .airflow_settings import AIRFLOW_SETTINGS, check_airflow_settings
+from .definition_builders import ConnectionLookup, build_data_connection, build_task
+from .definition_keys import (
     AUTH_KEYS,
     CONNECTION_KEYS,
     CONNECTION_READ_ONLY,
-    DELIMITERS,
     FLAT_SCHEDULE_KEYS,
     MAPPING_KEYS,
     MAPPING_READ_ONLY,
     NOTIFICATION_KEYS,
     PAYLOAD_FIELDS,
     PAYLOAD_KEYS,
-    PAYLOAD_MODELS,
-    PAYLOAD_TYPES,
     PLACEHOLDER_KEYS,
     SCHEDULE_KEYS,
     SCHEDULE_READ_ONLY,
     SECRET_KEYS,
     TASK_KEYS,
     TASK_READ_ONLY,
-    ConnectionLookup,
-    DataConnection,
-    IntervalPeriod,
-    Schedule,
-    Task,
-    TimezoneType,
-    VariableType,
-    _found,
-    _suggest,
-    build_data_connection,
-    build_task,
-    check_airflow_settings,
-    connection_location,
-    task_location,
 )
+from .definition_models import DataConnection, Task, TimezoneType
+from .definition_parts import IntervalPeriod, Schedule, VariableType
+from .error_values import describe_found, suggest
+from .payload_models import DELIMITERS, PAYLOAD_MODELS, PAYLOAD_TYPES
+from .vocabulary import connection_location, task_location
 from .errors import DefinitionError, DefinitionErrors
 
 __all__ = [
@@ -215,19 +204,19 @@ def _parse(data: Any, source: str) -> DefinitionFile:
         return DefinitionFile(source, errors=(DefinitionError(
             "a definition file is a mapping with defaults, data_connections and tasks",
             location=source, expected="data_connections: [...] and tasks: [...]",
-            found=_found(data)),))
+            found=describe_found(data)),))
     errors: list[DefinitionError] = []
     top: dict[str, Any] = {}
     for key, value in data.items():
         canonical = FILE_KEYS.get(key) if isinstance(key, str) else None
         if canonical is None:
-            hint = _suggest(str(key), FILE_KEYS)
+            hint = suggest(str(key), FILE_KEYS)
             errors.append(DefinitionError(
                 "unknown key at the top of the file" + (f" (did you mean '{hint}'?)" if hint
                                                         else ""),
                 location=source, field=str(key),
                 expected=f"'{hint}'" if hint else "defaults, data_connections or tasks",
-                found=_found(key)))
+                found=describe_found(key)))
         elif canonical in top:
             errors.append(DefinitionError("written twice (data_connections and dataConnections)",
                                           location=source, field=str(key),
@@ -261,7 +250,7 @@ def _parse(data: Any, source: str) -> DefinitionFile:
         if ident is not None and str(ident).strip().lower() in seen_ids:
             errors.append(DefinitionError(
                 "two data connections have this id", location=location, field="id",
-                expected="unique ids in a file", found=_found(ident)))
+                expected="unique ids in a file", found=describe_found(ident)))
             lookup.add(None, f"two data connections have the id '{ident}'", ident)
             continue
         if isinstance(name, str):
@@ -286,7 +275,7 @@ def _list(value: Any, key: str, source: str, errors: list[DefinitionError]) -> l
         return []
     if not isinstance(value, list):
         errors.append(DefinitionError(f"{key} is a list", location=source, field=key,
-                                      expected="a list of mappings", found=_found(value)))
+                                      expected="a list of mappings", found=describe_found(value)))
         return []
     return value
 

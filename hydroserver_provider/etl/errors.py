@@ -6,6 +6,8 @@ Airflow task log can fix the definition or the source without reading our code.
 
 from __future__ import annotations
 
+from typing import Iterable
+
 
 class HydroServerProviderError(Exception):
     """Base class of every error this package raises on purpose."""
@@ -82,7 +84,7 @@ class DefinitionErrors(DefinitionError):
     single log line shows all that must be fixed in a file.
     """
 
-    def __init__(self, errors) -> None:  # errors: Iterable[DefinitionError]
+    def __init__(self, errors: Iterable[DefinitionError]) -> None:
         self.errors: tuple[DefinitionError, ...] = tuple(errors)
         count = len(self.errors)
         lines = "\n".join(f"  - {error}" for error in self.errors)

@@ -46,37 +46,6 @@ class SourceRequest:
         return self.redacted_url or self.url
 
 
-class LimitedStream(io.RawIOBase):
-    """Wraps a byte stream, failing once more than ``max_bytes`` were read from it."""
-
-    def __init__(self, raw: BinaryIO, max_bytes: int, url: str) -> None:
-        self._raw = raw
-        self._left = max_bytes
-        self._max = max_bytes
-        self._url = url
-        self.bytes_read = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:  # type: ignore[override]
-        try:
-            data = self._raw.read(len(buffer))
-        except _BROKEN_BODY as exc:
-            raise _broken_body(self._url, self.bytes_read, exc) from None
-        n = len(data)
-        self.bytes_read += n
-        self._left -= n
-        if self._left < 0:
-            raise SourceError(
-                f"{self._url}: the source is larger than the configured limit of "
-                f"{self._max:,} bytes; raise max_source_bytes if this is expected",
-                url=self._url,
-            )
-        buffer[:n] = data
-        return n
-
-
 # What reading a body can raise once the answer has started: the connection broke or stalled,
 # or the bytes are not the gzip they claim to be.
 _BROKEN_BODY = (urllib3.exceptions.HTTPError, requests.RequestException, OSError, EOFError,
@@ -152,16 +121,18 @@ def _open_file(request: SourceRequest) -> Iterator[io.BufferedReader]:
         yield _body_stream(handle, request, "")
 
 
-class _RawReader(io.RawIOBase):
+class _SourceReader(io.RawIOBase):
     """Adapts any ``.read(n)`` object (an HTTP body closes itself once fully read) to raw IO.
 
-    A connection that breaks or stalls part-way through the body becomes a ``SourceError``
-    naming the source, instead of a bare urllib3 exception.
+    A connection that breaks or stalls part-way through the body, or bytes that are not the gzip
+    they claim to be, become a ``SourceError`` naming the source instead of a bare urllib3 or
+    zlib exception. With ``max_bytes``, reading more than that many bytes fails too.
     """
 
-    def __init__(self, raw: BinaryIO, url: str) -> None:
+    def __init__(self, raw: BinaryIO, url: str, max_bytes: int | None = None) -> None:
         self._raw = raw
         self._url = url
+        self._max = max_bytes
         self.bytes_read = 0
 
     def readable(self) -> bool:
@@ -174,17 +145,25 @@ class _RawReader(io.RawIOBase):
             data = self._raw.read(len(buffer))
         except _BROKEN_BODY as exc:
             raise _broken_body(self._url, self.bytes_read, exc) from None
-        self.bytes_read += len(data)
-        buffer[: len(data)] = data
-        return len(data)
+        n = len(data)
+        self.bytes_read += n
+        if self._max is not None and self.bytes_read > self._max:
+            raise SourceError(
+                f"{self._url}: the source is larger than the configured limit of "
+                f"{self._max:,} bytes; raise max_source_bytes if this is expected",
+                url=self._url,
+            )
+        buffer[:n] = data
+        return n
 
 
 def _body_stream(raw: BinaryIO, request: SourceRequest, content_type: str) -> io.BufferedReader:
     """Buffer, gunzip when the bytes are gzip (``.gz`` files), limit the size, refuse HTML."""
-    buffered = io.BufferedReader(_RawReader(raw, request.shown_url), 64 * 1024)
+    buffered = io.BufferedReader(_SourceReader(raw, request.shown_url), 64 * 1024)
     if buffered.peek(2)[:2] == b"\x1f\x8b":
         buffered = io.BufferedReader(gzip.GzipFile(fileobj=buffered), 64 * 1024)  # type: ignore[arg-type]
-    stream = io.BufferedReader(LimitedStream(buffered, request.max_bytes, request.shown_url),
+    # The limit counts the bytes after decompression: a small gzip can hold a runaway body.
+    stream = io.BufferedReader(_SourceReader(buffered, request.shown_url, request.max_bytes),
                                1024 * 1024)
     _refuse_html(stream, request.shown_url, content_type, _hidden_values(request))
     return stream

@@ -44,9 +44,6 @@ class RetryPolicy:
         return random.uniform(ceiling / 2, ceiling)
 
 
-NO_RETRY = RetryPolicy(tries=1)
-
-
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds from a ``Retry-After`` header given as seconds or as an HTTP date."""
     if not value:

@@ -23,6 +23,7 @@ the envelope keeps every value exactly as Hydrocron stores it. Every other form 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import time
@@ -521,9 +522,7 @@ class HydrocronClient:
         statuses = frozenset(self.retry.statuses) | _RETRY_STATUSES
         # A 504 on a window we can still halve is answered by splitting, not by waiting.
         statuses = statuses - {504} if splittable else statuses | {504}
-        return RetryPolicy(tries=self.retry.tries, backoff=self.retry.backoff,
-                           max_delay=self.retry.max_delay,
-                           max_retry_after=self.retry.max_retry_after, statuses=statuses)
+        return dataclasses.replace(self.retry, statuses=statuses)
 
     def _splittable(self, start: datetime, end: datetime) -> bool:
         return end - start >= 2 * self.min_window and end - start >= timedelta(seconds=2)
@@ -532,14 +531,7 @@ class HydrocronClient:
 
     def fetch(self, query: HydrocronQuery, start: Any, end: Any) -> HydrocronResult:
         """The series of ``query`` for the window [start, end], widened by ``query.overlap``."""
-        window = (_to_utc(start), _to_utc(end))
-        if window[0] > window[1]:
-            raise DefinitionError(
-                "the Hydrocron window ends before it starts",
-                expected="start <= end", found=f"{format_time(window[0])} > {format_time(window[1])}",
-            )
-        fetched = (_floor_second(window[0] - query.overlap), _ceil_second(window[1] + query.overlap))
-        return self._collect(query, [fetched], window, fetched)
+        return self.fetch_windows(query, [(start, end)])
 
     def fetch_windows(self, query: HydrocronQuery, windows: Sequence[tuple[Any, Any]]) -> HydrocronResult:
         """Several windows, e.g. the runs of a backfill, in one result (overlaps collapse).
@@ -549,17 +541,17 @@ class HydrocronClient:
         if not windows:
             raise DefinitionError("no Hydrocron window given", expected="at least one (start, end)",
                                   found=windows)
-        spans = []
-        for start, end in windows:
-            s, e = _to_utc(start), _to_utc(end)
+        asked = [(_to_utc(start), _to_utc(end)) for start, end in windows]
+        for s, e in asked:
             if s > e:
                 raise DefinitionError("a Hydrocron window ends before it starts",
                                       expected="start <= end",
                                       found=f"{format_time(s)} > {format_time(e)}")
-            spans.append((_floor_second(s - query.overlap), _ceil_second(e + query.overlap)))
+        spans = [(_floor_second(s - query.overlap), _ceil_second(e + query.overlap))
+                 for s, e in asked]
         whole = (min(s for s, _ in spans), max(e for _, e in spans))
-        asked = (min(_to_utc(s) for s, _ in windows), max(_to_utc(e) for _, e in windows))
-        return self._collect(query, spans, asked, whole)
+        return self._collect(query, spans, (min(s for s, _ in asked), max(e for _, e in asked)),
+                             whole)
 
     def _chunks(self, start: datetime, end: datetime) -> list[Window]:
         if self.max_window is None or end - start <= self.max_window:

@@ -40,7 +40,7 @@ from .hydrocron import DEFAULT_URL, HydrocronClient, HydrocronQuery, HydrocronRe
 from .load import DatastreamOutcome
 from .parse import ParsedSeries, ParseResult
 from .placeholders import RunWindow
-from .units import UnitCheck, check_units, target_unit_text
+from .units import check_units, target_unit_text
 
 __all__ = ["SWOT_FIRST_DATA", "HydrocronRun", "fetch_for_run", "feature_id_for_run"]
 
@@ -168,14 +168,15 @@ class HydrocronRun:
         settled = self.units.get(outcome.datastream_id)
         if settled is None:
             return series
-        check = UnitCheck(factor=settled["factor"], error=settled.get("error"))
-        if check.error:
+        error = settled.get("error")
+        if error:
             outcome.name = outcome.name or settled.get("name")
-            outcome.error = check.error
-            log.error("Datastream %s: %s", outcome.datastream_id, check.error)
+            outcome.error = error
+            log.error("Datastream %s: %s", outcome.datastream_id, error)
             return None
-        if check.converts:
-            return ParsedSeries(timestamps=series.timestamps, values=series.values * check.factor)
+        if settled["factor"] != 1.0:
+            return ParsedSeries(timestamps=series.timestamps,
+                                values=series.values * settled["factor"])
         return series
 
     def summary(self) -> dict[str, Any]:

@@ -77,10 +77,6 @@ def _np(moment: datetime) -> np.datetime64:
     return np.datetime64(moment.astimezone(timezone.utc).replace(tzinfo=None), "us")
 
 
-def _iso(value: np.datetime64) -> str:
-    return to_utc_iso(value)
-
-
 def load_datastream(
     client: HydroServerClient,
     outcome: DatastreamOutcome,
@@ -136,7 +132,7 @@ def _load_window(client, outcome, series, metadata, window, chunk_rows, dry_run)
 def _send(client, outcome, ts, values, mode, chunk_rows, dry_run) -> None:
     if len(ts) == 0:
         return
-    outcome.first, outcome.last = _iso(ts[0]), _iso(ts[-1])
+    outcome.first, outcome.last = to_utc_iso(ts[0]), to_utc_iso(ts[-1])
     if dry_run:
         outcome.loaded = len(ts)
         return
@@ -193,11 +189,12 @@ def _chunk_already_stored(client, outcome, exc, mode, ts, values) -> bool:
     """
     if mode != "insert" or exc.status != 409:
         return False
-    times, results = client.get_observations(outcome.datastream_id, _iso(ts[0]), _iso(ts[-1]))
+    times, results = client.get_observations(outcome.datastream_id, to_utc_iso(ts[0]),
+                                             to_utc_iso(ts[-1]))
     stored = np.array([_np(t) for t in times], dtype="datetime64[us]")
     same = (len(stored) == len(ts) and bool((stored == ts).all())
             and bool((np.asarray(results, dtype=np.float64) == values).all()))
     if same:
         log.warning("Datastream %s: rows %s .. %s were already stored; going on after them",
-                    outcome.datastream_id, _iso(ts[0]), _iso(ts[-1]))
+                    outcome.datastream_id, to_utc_iso(ts[0]), to_utc_iso(ts[-1]))
     return same

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ParseError
-from .timestamps import NAT, TimestampParser, TimestampReport
+from .timestamps import NAT, TimestampParser, TimestampReport, shorten
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import DataConnection
@@ -152,11 +152,6 @@ def did_you_mean(name: str, available: Sequence[str]) -> str | None:
     return close[0] if close else None
 
 
-def _shorten(name: str, limit: int = 60) -> str:
-    """A name as shown in an error: a header that is one huge line stays one short line."""
-    return name if len(name) <= limit else f"{name[:limit]}... ({len(name):,} characters)"
-
-
 def not_found_message(
     kind: str,
     missing: Sequence[tuple[str, str]],
@@ -177,7 +172,7 @@ def not_found_message(
             parts.append(f"{label} {name!r} not found; did you mean {hint!r}?")
         else:
             parts.append(f"{label} {name!r} not found.")
-    shown = ", ".join(repr(_shorten(a)) for a in available[:limit])
+    shown = ", ".join(repr(shorten(a)) for a in available[:limit])
     if len(available) > limit:
         shown += f", ... ({len(available) - limit} more)"
     return " ".join(parts) + f" Available {kind}s: {shown or '(none)'}"

@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from .config import DataConnection, Mapping as MappingDef
 from .errors import HydroServerAPIError, IngestionFailed
-from .extract import SourceRequest, open_source
+from .extract import DEFAULT_MAX_BYTES, SourceRequest, open_source
 from .http import RetryPolicy
 from .hydroserver import DEFAULT_CHUNK_ROWS, HydroServerClient, parse_time, to_utc_iso
 from .load import DatastreamOutcome, load_datastream
@@ -35,7 +35,7 @@ class RunOptions:
     source_headers: Mapping[str, str] = field(default_factory=dict)
     source_timeout: float | tuple[float, float] = (10.0, 300.0)
     source_retry: RetryPolicy = RetryPolicy()
-    max_source_bytes: int = 2 * 1024**3
+    max_source_bytes: int = DEFAULT_MAX_BYTES
     # datastreams written at the same time: a real HydroServer spends ~0.1 ms per stored row,
     # so writing several datastreams concurrently divides a large run's wall time
     parallel_datastreams: int = 4
@@ -122,7 +122,7 @@ def run_ingestion(
         if mapping.source_identifier in parsed.missing:
             outcome.error = parsed.missing[mapping.source_identifier]
             return outcome
-        series: ParsedSeries | None = _series(parsed, mapping.source_identifier)
+        series: ParsedSeries | None = parsed.series[mapping.source_identifier]
         if hydrocron_run is not None:  # units checked (and converted) per datastream
             series = hydrocron_run.prepare(outcome, series)
         if series is not None:
@@ -184,10 +184,6 @@ def _metadata(client: HydroServerClient, targets: list[str],
     return metadata, missing
 
 
-def _series(parsed: ParseResult, identifier: str) -> ParsedSeries:
-    return parsed.series[identifier]
-
-
 def _summary(outcomes: list[DatastreamOutcome], parsed: ParseResult, url: str,
              variables: dict[str, str], window: RunWindow, windowed: bool, dry_run: bool,
              seconds: float) -> dict[str, Any]:
@@ -214,8 +210,7 @@ def _summary(outcomes: list[DatastreamOutcome], parsed: ParseResult, url: str,
         "variables": variables,
         "rows_read": parsed.rows_read,
         "loaded": loaded,
-        "timestamps": parsed.timestamps.as_dict() if hasattr(parsed.timestamps, "as_dict")
-        else vars(parsed.timestamps),
+        "timestamps": parsed.timestamps.as_dict(),
         "datastreams": [o.as_dict() for o in outcomes],
         "seconds": round(seconds, 3),
     }

@@ -70,16 +70,10 @@ def secret_placeholder_names(source_url: str) -> list[str]:
 
 
 def connection_zone(connection: DataConnection) -> tzinfo:
-    """The zone naive source timestamps and URL dates are read in."""
-    from .timestamps import parse_fixed_offset  # noqa: PLC0415  (keeps this module light)
+    """The zone URL dates are written in: the one naive source timestamps are read in."""
+    from .timestamps import zone_for  # noqa: PLC0415  (keeps this module light)
 
-    if connection.timezone_type == "iana" and connection.timezone:
-        from zoneinfo import ZoneInfo  # noqa: PLC0415
-
-        return ZoneInfo(connection.timezone)
-    if connection.timezone_type == "offset" and connection.timezone:
-        return parse_fixed_offset(connection.timezone)
-    return timezone.utc
+    return zone_for(connection) or timezone.utc
 
 
 def format_moment(moment: datetime, variable: PlaceholderVariable, zone: tzinfo) -> str:

@@ -53,18 +53,21 @@ class RateLimiter:
         self.acquired = 0  # requests let through so far (for reports and tests)
         self.waited = 0.0  # total seconds callers were told to wait
 
+    def _next_slot(self) -> tuple[float, float]:
+        """(theoretical arrival time, seconds to wait) of the next free slot; call under the lock."""
+        now = self._clock()
+        tat = max(self._tat, now)
+        return tat, tat - self._tolerance - now
+
     def reserve(self) -> float:
         """Book the next slot and return how long the caller must wait for it (no sleeping)."""
         with self._lock:
-            now = self._clock()
-            tat = max(self._tat, now)
-            wait = tat - self._tolerance - now
+            tat, wait = self._next_slot()
             self._tat = tat + self._interval
             self.acquired += 1
-            if wait > 0:
-                self.waited += wait
-                return wait
-            return 0.0
+            wait = max(wait, 0.0)
+            self.waited += wait
+            return wait
 
     def acquire(self) -> float:
         """Block until a request may be sent; returns the seconds waited."""
@@ -76,9 +79,8 @@ class RateLimiter:
     def try_acquire(self) -> bool:
         """Take a slot only if one is free right now (never blocks)."""
         with self._lock:
-            now = self._clock()
-            tat = max(self._tat, now)
-            if tat - self._tolerance - now > 0:
+            tat, wait = self._next_slot()
+            if wait > 0:
                 return False
             self._tat = tat + self._interval
             self.acquired += 1

@@ -257,9 +257,9 @@ def _zone_needs_localizing(zone: tzinfo | None) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-def _example(text: str, limit: int = _MAX_EXAMPLE_CHARS) -> str:
-    """A raw value as quoted in reports and errors: a 50 MB "timestamp" must not become a 50 MB
-    log line or XCom."""
+def shorten(text: str, limit: int = _MAX_EXAMPLE_CHARS) -> str:
+    """A raw value as quoted in reports and errors: a 50 MB "timestamp" (or a header that is one
+    huge line) must not become a 50 MB log line or XCom."""
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
@@ -343,7 +343,7 @@ class TimestampParser:
                 if room > 0:
                     examples = series.iloc[np.flatnonzero(failed)[:room]]
                     self.report.unparsable_examples.extend(
-                        "" if pd.isna(v) else _example(str(v)) for v in examples
+                        "" if pd.isna(v) else shorten(str(v)) for v in examples
                     )
         self.rows_seen += n
         self.rows_parsed += n - int(failed.sum())

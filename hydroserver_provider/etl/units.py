@@ -173,10 +173,6 @@ class UnitCheck:
     error: str | None = None
     note: str | None = None
 
-    @property
-    def converts(self) -> bool:
-        return self.error is None and self.factor != 1.0
-
 
 def check_units(
     field: str,

@@ -34,7 +34,7 @@ from ..etl.hydrocron import (
     HydrocronResult,
     normalize_base_url,
 )
-from ..etl.ratelimit import RateLimiter, shared_limiter
+from ..etl.ratelimit import shared_limiter
 
 log = logging.getLogger(__name__)
 
@@ -64,15 +64,21 @@ class HydrocronHook(BaseHook):
         retry: RetryPolicy | None = None,
         requests_per_second: float | None = None,
         timeout: float | tuple[float, float] | None = None,
-        limiter: RateLimiter | None = None,
     ) -> None:
         super().__init__()
         self.hydrocron_conn_id = hydrocron_conn_id
         self._retry = retry
         self._rate = requests_per_second
         self._timeout = timeout
-        self._limiter = limiter
         self._client: HydrocronClient | None = None
+
+    @classmethod
+    def for_payload(cls, payload: Any, conn_id: str | None = None) -> HydrocronHook:
+        """The hook a HYDROCRON payload loads through: connection ``conn_id`` (the task's
+        ``airflow.hydrocron_conn_id``), else the payload's, at the payload's request rate when it
+        sets one -- the same for a scheduled run and ``hydroserver-airflow preview``."""
+        return cls(conn_id or payload.hydrocron_conn_id,
+                   requests_per_second=payload.requests_per_second)
 
     def _resolve(self) -> HydrocronClient:
         try:
@@ -112,13 +118,11 @@ class HydrocronHook(BaseHook):
             retry = HYDROCRON_RETRY if retries is None else RetryPolicy(
                 tries=int(retries) + 1, backoff=number("retry_backoff", 1.0) or 1.0,
                 statuses=HYDROCRON_RETRY.statuses)
-        limiter = self._limiter
-        if limiter is None:
-            rate = self._rate if self._rate is not None else number(
-                "requests_per_second", DEFAULT_REQUESTS_PER_SECOND)
-            if rate and rate > 0:
-                burst = int(number("burst", 1) or 1)
-                limiter = shared_limiter(f"hydrocron:{base_url}", rate, burst)
+        limiter = None
+        rate = self._rate if self._rate is not None else number(
+            "requests_per_second", DEFAULT_REQUESTS_PER_SECOND)
+        if rate and rate > 0:
+            limiter = shared_limiter(f"hydrocron:{base_url}", rate, int(number("burst", 1) or 1))
         timeout = self._timeout if self._timeout is not None else number("timeout", None)
         min_hours = number("min_window_hours", None)
         max_days = number("max_window_days", None)

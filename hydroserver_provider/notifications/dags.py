@@ -54,12 +54,10 @@ def digest_dag_id(connection_name: str) -> str:
 
 
 def digest_task(task: Task, dag_id: str) -> DigestTask:
-    schedule = task.schedule
-    delta = schedule.interval_delta
-    return DigestTask(dag_id=dag_id, name=task.name,
-                      interval_seconds=delta.total_seconds() if delta is not None else None,
-                      crontab=schedule.crontab if delta is None else None,
-                      timezone=schedule.timezone or "UTC", enabled=schedule.enabled)
+    from ..dag_factory import schedule_timing  # noqa: PLC0415
+
+    return DigestTask(dag_id=dag_id, name=task.name, enabled=task.schedule.enabled,
+                      **schedule_timing(task.schedule))
 
 
 @dataclass
@@ -69,18 +67,11 @@ class _Group:
     tasks: list[DigestTask]
 
 
-def _digest_problem(connection: DataConnection, source: str) -> DefinitionError | None:
+def _sends_digests(connection: DataConnection) -> bool:
+    """Whether the data connection asks for digests: an enabled, non-manual schedule."""
     notification = connection.notification
     schedule = notification.schedule if notification else None
-    if schedule is None or not schedule.enabled or schedule.is_manual:
-        return None
-    if not notification.recipient_emails:  # type: ignore[union-attr]
-        return DefinitionError(
-            "a digest schedule needs someone to send it to",
-            location=f"{source}: data connection '{connection.name}'",
-            field="notification.recipient_emails",
-            expected="at least one address, e.g. [ops@example.org]", found=[])
-    return None
+    return schedule is not None and schedule.enabled and not schedule.is_manual
 
 
 def build_digest_dags(tasks: Iterable[tuple[Task, str, str]], taken: Iterable[str] = (), *,
@@ -94,14 +85,12 @@ def build_digest_dags(tasks: Iterable[tuple[Task, str, str]], taken: Iterable[st
     clashes: set[str] = set()
     for task, dag_id, source in tasks:
         connection = task.data_connection
-        notification = connection.notification
-        schedule = notification.schedule if notification else None
-        if schedule is None or not schedule.enabled or schedule.is_manual:
+        if not _sends_digests(connection):
             continue
         group = groups.get(connection.name)
         if group is None:
             groups[connection.name] = _Group(connection, source, [digest_task(task, dag_id)])
-        elif group.connection.notification != notification:
+        elif group.connection.notification != connection.notification:
             clashes.add(connection.name)
         else:
             group.tasks.append(digest_task(task, dag_id))
@@ -115,9 +104,11 @@ def build_digest_dags(tasks: Iterable[tuple[Task, str, str]], taken: Iterable[st
                 "their digests would share one DAG", location=location, field="name",
                 expected="one name per data connection that sends digests", found=name))
             continue
-        problem = _digest_problem(group.connection, group.source)
-        if problem is not None:
-            errors.append(problem)
+        if not group.connection.notification.recipient_emails:  # type: ignore[union-attr]
+            errors.append(DefinitionError(
+                "a digest schedule needs someone to send it to", location=location,
+                field="notification.recipient_emails",
+                expected="at least one address, e.g. [ops@example.org]", found=[]))
             continue
         dag_id = digest_dag_id(name)
         if dag_id in taken:
@@ -134,12 +125,16 @@ def build_digest_dags(tasks: Iterable[tuple[Task, str, str]], taken: Iterable[st
 
 def build_digest_dag(connection: DataConnection, tasks: Sequence[DigestTask], dag_id: str,
                      source: str | None = None) -> DAG:
-    from ..dag_factory import DEFAULT_START_DATE, _schedule_text, _timetable  # noqa: PLC0415
+    from ..dag_factory import (  # noqa: PLC0415
+        DEFAULT_START_DATE,
+        _schedule_text,
+        _timetable,
+        schedule_timing,
+    )
 
     notification = connection.notification
     assert notification is not None and notification.schedule is not None
     schedule = notification.schedule
-    delta = schedule.interval_delta
     dag = DAG(
         dag_id,
         dag_display_name=f"Digest: {connection.name}",
@@ -157,10 +152,8 @@ def build_digest_dag(connection: DataConnection, tasks: Sequence[DigestTask], da
     )
     HydroDigestOperator(
         task_id=DIGEST_TASK_ID, dag=dag, connection_name=connection.name, tasks=list(tasks),
-        recipients=notification.recipient_emails,
-        interval_seconds=delta.total_seconds() if delta is not None else None,
-        crontab=schedule.crontab if delta is None else None,
-        timezone=schedule.timezone or "UTC", retries=2, retry_delay=timedelta(minutes=5),
+        recipients=notification.recipient_emails, retries=2, retry_delay=timedelta(minutes=5),
+        **schedule_timing(schedule),
     )
     return dag
 
@@ -220,15 +213,12 @@ class HydroDigestOperator(BaseOperator):
         end = context.get("data_interval_end")
         if start is not None and end is not None and start < end:
             return start, end
-        dag_run = context.get("dag_run")
-        now = getattr(dag_run, "run_after", None) or datetime.now(timezone.utc)
-        if self.interval_seconds is not None:
-            return now - timedelta(seconds=self.interval_seconds), now
-        if self.crontab:
-            from ..dag_factory import last_cron_period  # noqa: PLC0415
+        from ..dag_factory import last_schedule_period  # noqa: PLC0415
 
-            return last_cron_period(self.crontab, self.timezone, now)
-        return now - timedelta(days=1), now
+        now = getattr(context.get("dag_run"), "run_after", None) or datetime.now(timezone.utc)
+        return last_schedule_period(now, interval_seconds=self.interval_seconds,
+                                    crontab=self.crontab, timezone=self.timezone) or (
+            now - timedelta(days=1), now)
 
     def execute(self, context: Mapping[str, Any]) -> dict[str, Any]:
         from ..airflow_api import AirflowAPI, iso_utc  # noqa: PLC0415

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 from ..run_history import TaskRun, list_runs, parse_time
 
 __all__ = ["DatastreamTotals", "Digest", "DigestTask", "TaskDigest", "behind_schedule",
-           "collect_digest", "schedule_period"]
+           "collect_digest", "dropped_total", "schedule_period"]
 
 BEHIND_AFTER_INTERVALS = 2
 
@@ -112,14 +112,11 @@ class Digest:
 
 def schedule_period(task: DigestTask, now: datetime) -> timedelta | None:
     """How often the task is meant to run (for a crontab: its latest period), None if manual."""
-    if task.interval_seconds is not None:
-        return timedelta(seconds=task.interval_seconds)
-    if task.crontab:
-        from ..dag_factory import last_cron_period  # noqa: PLC0415
+    from ..dag_factory import last_schedule_period  # noqa: PLC0415
 
-        start, end = last_cron_period(task.crontab, task.timezone, now)
-        return end - start
-    return None
+    period = last_schedule_period(now, interval_seconds=task.interval_seconds,
+                                  crontab=task.crontab, timezone=task.timezone)
+    return None if period is None else period[1] - period[0]
 
 
 def behind_schedule(period: timedelta | None, last_success: datetime | None,
@@ -133,6 +130,15 @@ def behind_schedule(period: timedelta | None, last_success: datetime | None,
         return False
     since = last_success or first_start
     return since is not None and now - since > BEHIND_AFTER_INTERVALS * period
+
+
+def dropped_total(item: dict) -> int:
+    """Observations a run summary's datastream entry dropped: ``dropped_total``, else the sum
+    of the counts by reason (an entry not written by the loader may have only those)."""
+    dropped = item.get("dropped_total")
+    if dropped is None and isinstance(item.get("dropped"), dict):
+        dropped = sum(int(v) for v in item["dropped"].values())
+    return int(dropped or 0)
 
 
 def _totals(runs: Sequence[TaskRun]) -> list[DatastreamTotals]:
@@ -151,10 +157,7 @@ def _totals(runs: Sequence[TaskRun]) -> list[DatastreamTotals]:
             loaded = int(item.get("loaded") or 0)
             totals.loaded += loaded
             totals.skipped += int(item.get("skipped") or 0)
-            dropped = item.get("dropped_total")
-            if dropped is None and isinstance(item.get("dropped"), dict):
-                dropped = sum(int(v) for v in item["dropped"].values())
-            totals.dropped += int(dropped or 0)
+            totals.dropped += dropped_total(item)
             failed = item.get("status") == "FAILURE" or bool(item.get("error"))
             if failed:
                 totals.failed_runs += 1

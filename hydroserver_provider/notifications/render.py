@@ -10,7 +10,9 @@ from datetime import datetime, timezone
 from html import escape
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
+from ..cli.common import format_table
 from .charts import png_bar_chart, sparkline
+from .digest import dropped_total
 
 if TYPE_CHECKING:
     from .alerts import FailureReport
@@ -46,19 +48,6 @@ def _when(value: Any) -> str:
     value = value.astimezone(timezone.utc)
     text = value.strftime("%Y-%m-%d %H:%M:%S" if value.second else "%Y-%m-%d %H:%M")
     return text + " UTC"
-
-
-def _text_table(headers: Sequence[str], rows: Iterable[Sequence[Any]],
-                right: Sequence[int] = ()) -> str:
-    cells = [list(map(str, headers))] + [["" if c is None else str(c) for c in r] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = []
-    for row in cells:
-        lines.append("  " + "  ".join(c.rjust(w) if i in right else c.ljust(w)
-                                      for i, (c, w) in enumerate(zip(row, widths))).rstrip())
-        if row is cells[0]:
-            lines.append("  " + "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def _html_table(headers: Sequence[str], rows: Iterable[Sequence[Any]],
@@ -99,11 +88,8 @@ def _datastream_rows(items: Sequence[dict]) -> list[list[Any]]:
     rows = []
     for item in items:
         name = item.get("name") or item.get("source_identifier") or ""
-        dropped = item.get("dropped_total")
-        if dropped is None and isinstance(item.get("dropped"), dict):
-            dropped = sum(item["dropped"].values())
         rows.append([name, item.get("datastream_id", ""), item.get("status", ""),
-                     _n(item.get("loaded")), _n(item.get("skipped")), _n(dropped),
+                     _n(item.get("loaded")), _n(item.get("skipped")), _n(dropped_total(item)),
                      item.get("error") or ""])
     return rows
 
@@ -128,7 +114,7 @@ def render_failure(report: FailureReport) -> tuple[str, str, str]:
     width = max(len(k) for k, _ in facts) + 1
     lines += [f"{(k + ':').ljust(width)} {v}" for k, v in facts]
     if rows:
-        lines += ["", "Datastreams:", _text_table(headers, rows, right=(3, 4, 5))]
+        lines += ["", "Datastreams:", format_table(headers, rows, right=(3, 4, 5), indent="  ")]
     links = [(report.run_url, "Run in Airflow"), (report.log_url, "Task log")]
     lines += [""] + [f"{label}: {url}" for url, label in links if url]
     text = "\n".join(lines).rstrip() + "\n"
@@ -226,14 +212,14 @@ def render_digest(digest: Digest, *, charts: bool = True) -> tuple[str, str, str
                                       f'width="400" height="130">')
                 html_rows.append([ds.label, _n(ds.loaded), _n(ds.skipped), _n(ds.dropped),
                                   ds.failed_runs, chart_html])
-            text += ["", _text_table(headers, text_rows, right=(1, 2, 3, 4))]
+            text += ["", format_table(headers, text_rows, right=(1, 2, 3, 4), indent="  ")]
             html.append(_html_table(headers, html_rows, right=(1, 2, 3, 4), raw=(5,)))
 
         if task.runs:
             headers = ["Started", "Finished", "Status", "Run", "Message"]
             rows = [[_when(r.started_at), _when(r.finished_at), r.status, r.id, r.message]
                     for r in reversed(task.runs)]  # newest first, like run history
-            text += ["", "Runs (newest first):", _text_table(headers, rows)]
+            text += ["", "Runs (newest first):", format_table(headers, rows, indent="  ")]
             html.append(_html_table(headers, [[*r[:2], _badge(r[2]), *r[3:]] for r in rows],
                                     raw=(2,)))
         else:

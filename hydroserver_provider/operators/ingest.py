@@ -30,22 +30,19 @@ def _to_bool(value: Any) -> bool:
 
 
 def _to_datetime(value: Any, what: str) -> datetime | None:
+    """A rendered ``window_start`` / ``window_end`` (an empty template renders as "None")."""
     if value in (None, "", "None"):
         return None
+    import pendulum  # noqa: PLC0415
+
     if isinstance(value, datetime):
         moment = value
     else:
-        import pendulum  # noqa: PLC0415
-
         try:
             moment = pendulum.parse(str(value))
         except Exception as exc:  # pendulum raises several types
             raise ValueError(f"{what}: expected an ISO 8601 date/time, found {value!r}") from exc
-    if moment.tzinfo is None:
-        import pendulum  # noqa: PLC0415
-
-        moment = moment.replace(tzinfo=pendulum.UTC)
-    return moment
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=pendulum.UTC)
 
 
 def source_auth_headers(auth: Any) -> dict[str, str]:
@@ -140,9 +137,6 @@ class HydroIngestOperator(BaseOperator):
                 self._asset_host, [m.target_datastream_id for m in self.mappings])
         super().__init__(**kwargs)
 
-    def _source_headers(self) -> dict[str, str]:
-        return source_auth_headers(self.data_connection.auth)
-
     def _mask_secret_variables(self) -> None:
         """Tell Airflow's masker the values of secret placeholders (``?key={station_key}``), so
         no log line shows them, not even urllib3's debug line with the request's query."""
@@ -173,7 +167,8 @@ class HydroIngestOperator(BaseOperator):
 
         options = RunOptions(
             chunk_rows=int(self.chunk_rows), dry_run=_to_bool(self.dry_run),
-            source_headers=self._source_headers(), max_source_bytes=self.max_source_bytes,
+            source_headers=source_auth_headers(self.data_connection.auth),
+            max_source_bytes=self.max_source_bytes,
         )
         self._mask_secret_variables()
         hook = HydroServerHook(self.hydroserver_conn_id)
@@ -218,8 +213,7 @@ class HydroIngestOperator(BaseOperator):
             self.outlets = [a for a in self.outlets
                             if not str(getattr(a, "uri", "")).startswith("hydroserver://")
                             or a.uri in own]
-        hook = HydrocronHook(self.hydrocron_conn_id or payload.hydrocron_conn_id,
-                             requests_per_second=payload.requests_per_second)
+        hook = HydrocronHook.for_payload(payload, self.hydrocron_conn_id)
         client = hook.get_conn()
         if client.limiter is not None and self.hydrocron_rate_share > 1:
             client.limiter = shared_limiter(f"hydrocron:{client.base_url}",
