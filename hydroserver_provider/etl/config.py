@@ -63,7 +63,7 @@ from .definition_keys import (
     TASK_KEYS,
     TASK_READ_ONLY,
 )
-from .definition_model import NORMALISED_CONTEXT
+from .definition_base import NORMALISED_CONTEXT
 from .definition_models import WINDOW_VARIABLE_TYPES, DataConnection, Task, TimezoneType
 from .definition_parts import (
     IntervalPeriod,

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .airflow_settings import check_airflow_settings
-from .definition_model import NORMALISED_CONTEXT
+from .definition_base import NORMALISED_CONTEXT
 from .definition_models import DataConnection, Task
 from .errors import DefinitionError, DefinitionErrors
 from .error_values import NOTHING, describe_found, suggest

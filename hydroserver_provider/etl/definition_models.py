@@ -22,7 +22,7 @@ from .definition_checks import (
     safe_url,
     timezone_problem,
 )
-from .definition_model import (
+from .definition_base import (
     FIELD_HINTS,
     DefinitionModel,
     check_timestamp_format,

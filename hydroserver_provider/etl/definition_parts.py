@@ -20,7 +20,7 @@ from .definition_keys import (
     SCHEDULE_READ_ONLY,
     respell,
 )
-from .definition_model import (
+from .definition_base import (
     DefinitionModel,
     check_timestamp_format,
     invalid,

@@ -12,7 +12,7 @@ from .definition_checks import (
     hydrocron_id_problem,
     jmespath_problem,
 )
-from .definition_model import DefinitionModel, invalid, invalid_all
+from .definition_base import DefinitionModel, invalid, invalid_all
 from .error_values import describe_found
 
 __all__ = [

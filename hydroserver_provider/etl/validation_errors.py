@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from .definition_model import FIELD_HINTS
+from .definition_base import FIELD_HINTS
 from .errors import DefinitionError
 from .error_values import NOTHING, describe_found
 from .payload_models import PAYLOAD_MODELS
