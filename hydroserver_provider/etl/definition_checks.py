@@ -155,7 +155,8 @@ def placeholder_names(url: str) -> list[str]:
     return list(dict.fromkeys(PLACEHOLDER.findall(url)))
 
 
-_SECRET_PARAM = re.compile(r"key|token|secret|password|passwd|pwd|signature|sig|auth", re.I)
+# query parameters and placeholders whose values are secrets, by their name
+SECRET_PARAM = re.compile(r"key|token|secret|password|passwd|pwd|signature|sig|auth", re.I)
 
 
 def safe_url(url: str) -> str:
@@ -179,7 +180,7 @@ def safe_url(url: str) -> str:
     params = []
     for part in query.split("&"):
         name, eq, value = part.partition("=")
-        if eq and value and _SECRET_PARAM.search(name) and not PLACEHOLDER.fullmatch(value):
+        if eq and value and SECRET_PARAM.search(name) and not PLACEHOLDER.fullmatch(value):
             value = "***"
         params.append(name + eq + value)
     return head + qmark + "&".join(params) + fragment

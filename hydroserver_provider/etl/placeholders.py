@@ -7,18 +7,16 @@ space. Values that look like secrets are redacted in the URL the logs and result
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone, tzinfo
 from typing import Callable, Mapping
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from .config import DataConnection, PlaceholderVariable
+from .definition_checks import PLACEHOLDER, SECRET_PARAM, placeholder_names
 from .errors import DefinitionError
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_SECRET_PARAM = re.compile(r"(key|token|secret|password|passwd|pwd|signature|sig|auth)", re.I)
 REDACTED = "***"
 
 
@@ -48,10 +46,6 @@ class ResolvedURL:
     values: dict[str, str]  # formatted, un-encoded values by placeholder name (secrets redacted)
 
 
-def placeholder_names(url: str) -> list[str]:
-    return list(dict.fromkeys(_PLACEHOLDER.findall(url)))
-
-
 def secret_placeholder_names(source_url: str) -> list[str]:
     """Placeholders whose values are secrets: named like one (``api_key``, ``token``...), or
     filling a secret-looking query parameter (``?key={station}``) or the URL's password.
@@ -60,13 +54,13 @@ def secret_placeholder_names(source_url: str) -> list[str]:
     """
     parts = urlsplit(source_url.replace("{", "%7B").replace("}", "%7D"))
     filled = [value for key, value in parse_qsl(parts.query, keep_blank_values=True)
-              if _SECRET_PARAM.search(key)]
+              if SECRET_PARAM.search(key)]
     if parts.password:
         filled.append(parts.password)
-    secret = {name for text in filled for name in _PLACEHOLDER.findall(
+    secret = {name for text in filled for name in PLACEHOLDER.findall(
         text.replace("%7B", "{").replace("%7D", "}"))}
     return [name for name in placeholder_names(source_url)
-            if _SECRET_PARAM.search(name) or name in secret]
+            if SECRET_PARAM.search(name) or name in secret]
 
 
 def connection_zone(connection: DataConnection) -> tzinfo:
@@ -117,7 +111,7 @@ def resolve_url(
     secret_values = set(secrets) | {
         values[name] for name in secret_placeholder_names(connection.source_url) if values[name]
     }
-    url = _PLACEHOLDER.sub(lambda m: quote(values[m.group(1)], safe="-_.~:"),
+    url = PLACEHOLDER.sub(lambda m: quote(values[m.group(1)], safe="-_.~:"),
                            connection.source_url)
     return ResolvedURL(
         url=url,
@@ -164,7 +158,7 @@ def redact_url(url: str, secrets: set[str] | tuple[str, ...] = ()) -> str:
     if parts.password:
         shown = shown.replace(f":{parts.password}@", f":{REDACTED}@", 1)
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if value and _SECRET_PARAM.search(key):
+        if value and SECRET_PARAM.search(key):
             shown = shown.replace(f"{quote(key, safe='')}={quote(value, safe='-_.~:')}",
                                   f"{quote(key, safe='')}={REDACTED}")
             shown = shown.replace(f"{key}={value}", f"{key}={REDACTED}")
