@@ -278,13 +278,15 @@ def _shown(path: Path) -> str:
 
 def _interval(interval: Interval) -> str:
     start, end = (t.astimezone(timezone.utc) for t in interval)
-    return f"{start:%Y-%m-%d %H:%M}-{end:%H:%M}"
+    if start.date() == end.date():
+        return f"{start:%Y-%m-%d %H:%M}-{end:%H:%M}"
+    return f"{start:%Y-%m-%d %H:%M}-{end:%m-%d %H:%M}"
 
 
 class Table:
     """The demo's table, written as the runs finish."""
 
-    HEADER = (f"  {'run':<10} {'data interval (UTC)':<22} {'datastream':<17} {'loaded':>7} "
+    HEADER = (f"  {'run':<10} {'data interval (UTC)':<28} {'datastream':<17} {'loaded':>7} "
               f"{'stored':>7} {'added':>7}")
 
     def __init__(self, out: IO[str]) -> None:
@@ -301,7 +303,7 @@ class Table:
 
     def run(self, record: RunRecord) -> None:
         for i, row in enumerate(record.rows):
-            lead = f"{record.label:<10} {_interval(record.interval):<22}" if i == 0 else " " * 33
+            lead = f"{record.label:<10} {_interval(record.interval):<28}" if i == 0 else " " * 39
             loaded = "-" if row.loaded is None else f"{row.loaded:,}"
             self.line(f"  {lead} {row.name[:17]:<17} {loaded:>7} {row.stored_after:>7,} "
                       f"{row.added:>+7,}")
@@ -485,7 +487,8 @@ def run_demo(home: Path = DEFAULT_HOME, out: IO[str] | None = None,
         table.line("HydroServer provider demo: the example DAGs of dags/definitions/ on Airflow")
         table.line(f"  HydroServer  {hs.url}  (local; {created} datastreams, ids from the "
                    "definitions)")
-        table.line(f"  Sources      {', '.join(hosts.urls)}  (generated station data)")
+        shown = [f"{url}  (generated station data)" for url in hosts.urls] + hosts.others
+        table.line("  Sources      " + "\n               ".join(shown))
         out.write(f"  Airflow      SQLite in {_shown(home)}, DAGs from {_shown(REPO / 'dags')}/: "
                   "starting... ")
         out.flush()

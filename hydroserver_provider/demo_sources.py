@@ -51,6 +51,7 @@ class SourceHosts:
     def __init__(self, stack: contextlib.ExitStack) -> None:
         self._stack = stack
         self._servers: dict[tuple[str, int], LocalSourceServer] = {}
+        self.others: list[str] = []  # other local services, described for the demo's header
 
     def route(self, task: Task, handler: Handler, content_type: str) -> str:
         """Serve ``handler`` at the path of the task's source URL; returns that URL's origin."""
@@ -216,6 +217,7 @@ def _serve_hydrocron(task: Task, hosts: SourceHosts,
     payload = task.data_connection.payload
     feature_id = payload.feature_id or task.task_variables["feature_id"]
     replay = stack.enter_context(LocalHydrocron())
+    hosts.others.append(f"{replay.url} (Hydrocron replay of recorded SWOT answers)")
     fields = [m.source_identifier for m in task.mappings]
     params = {"feature": payload.feature, "feature_id": feature_id, "output": "csv",
               "start_time": "2022-12-01T00:00:00Z", "end_time": "2030-01-01T00:00:00Z",
