@@ -161,7 +161,7 @@ class HydroIngestOperator(BaseOperator):
         return RunWindow(start=start, end=end)
 
     def execute(self, context: Mapping[str, Any]) -> dict[str, Any]:
-        from ..etl.errors import IngestionFailed  # noqa: PLC0415
+        from ..etl.errors import DefinitionError, IngestionFailed  # noqa: PLC0415
         from ..etl.pipeline import RunOptions, run_ingestion  # noqa: PLC0415
         from ..hooks.hydroserver import HydroServerHook  # noqa: PLC0415
 
@@ -184,12 +184,8 @@ class HydroIngestOperator(BaseOperator):
             if ti is not None:
                 ti.xcom_push(key="summary", value=exc.summary)
             raise
-        except Exception as exc:
-            from ..etl.hydrocron import HydrocronRequestError  # noqa: PLC0415
-
-            if isinstance(exc, HydrocronRequestError):  # the definition must change: no retry
-                raise AirflowFailException(str(exc)) from exc
-            raise
+        except DefinitionError as exc:  # the definition must change (a Hydrocron 400 too):
+            raise AirflowFailException(str(exc)) from exc  # retrying cannot help
         finally:
             hook.close()
             if hydrocron is not None:

@@ -146,3 +146,18 @@ def test_outlets_name_each_target_datastream():
     assert [o.uri for o in op.outlets] == [
         "hydroserver://hydroserver.example.org/datastreams/ds-1",
         "hydroserver://hydroserver.example.org/datastreams/ds-2"]
+
+
+def test_a_definition_problem_fails_without_retries(env):
+    from hydroserver_provider.compat import AirflowFailException
+
+    hs, source = env
+    flow = hs.create_datastream(name="Discharge")
+    op = HydroIngestOperator(
+        task_id="ingest",
+        data_connection=connection(source.url + "/api.json?from={start}&to={end}", **WINDOWED),
+        mappings=[{"source_identifier": "values.discharge", "target_datastream_id": flow}],
+    )
+    with pytest.raises(AirflowFailException, match="needs the run's data interval"):
+        op.execute({})  # a windowed URL on a run without a window: retrying cannot help
+    assert source.requests_to("/api.json") == []
