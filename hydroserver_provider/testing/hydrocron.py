@@ -40,6 +40,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 from urllib.parse import parse_qs, urlsplit
 
+from .background import BackgroundHTTPServer
+
 __all__ = ["LocalHydrocron", "ReplayRequest", "default_fixtures_dir", "synthetic_passes"]
 
 PATH = "/hydrocron/v1/timeseries"
@@ -233,12 +235,14 @@ def _read_fixture(path: Path) -> tuple[list[dict[str, str]], list[dict | None], 
     return rows, geometries, units
 
 
-class LocalHydrocron:
+class LocalHydrocron(BackgroundHTTPServer):
     """A Hydrocron stand-in on 127.0.0.1 (a free port); use as a context manager.
 
     ``max_rows``: answer 413 when a request would return more rows. ``max_window``: answer 504
     when a request's window is longer. ``latency``: seconds to wait before each answer.
     """
+
+    thread_name = "local-hydrocron"
 
     def __init__(
         self,
@@ -265,7 +269,6 @@ class LocalHydrocron:
                 self.load_fixtures(directory)
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
 
     # -- data --------------------------------------------------------------------------------
 
@@ -381,23 +384,6 @@ class LocalHydrocron:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}/hydrocron/v1"
 
-    def start(self) -> LocalHydrocron:
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                        daemon=True, name="local-hydrocron")
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> LocalHydrocron:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- the service ---------------------------------------------------------------------------
 

@@ -18,6 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Iterable, Union
 from urllib.parse import parse_qs, urlsplit
 
+from .background import BackgroundHTTPServer
+
 Body = Union[bytes, str, Iterable[bytes]]
 Handler = Callable[[dict[str, str]], Union[Body, tuple[int, Body]]]
 
@@ -48,8 +50,10 @@ class SourceRequestRecord:
     headers: dict[str, str]
 
 
-class LocalSourceServer:
+class LocalSourceServer(BackgroundHTTPServer):
     """``with LocalSourceServer() as src: src.add("/a.csv", "t,v\\n..."); src.url + "/a.csv"``."""
+
+    thread_name = "local-source-server"
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self._routes: dict[str, _Route] = {}
@@ -57,7 +61,6 @@ class LocalSourceServer:
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -95,24 +98,6 @@ class LocalSourceServer:
 
     def requests_to(self, path: str) -> list[SourceRequestRecord]:
         return [r for r in self.requests if r.path == path]
-
-    def start(self) -> LocalSourceServer:
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True,
-                                        name="local-source-server")
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> LocalSourceServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self
