@@ -25,8 +25,10 @@ connections and tasks. Every *valid* task becomes a DAG with one task, ``ingest`
   (``airflow pools set hydroserver_hydroserver_default 4 "HydroServer writes"``).
 
 Windows of a run (the placeholders ``window_start`` / ``window_end`` / ``run_time``)
-    The operator's ``window_start`` / ``window_end`` are rendered from the trigger form first,
-    then from the run's data interval, then -- for a run without one (Airflow 3 allows
+    The operator's ``window_start`` / ``window_end`` are rendered from the trigger form first;
+    a window given there (or a backfill run's data interval) is *owned* by the run, which reloads
+    it even when the task is incremental (see the operator). For a task whose URL takes a window
+    they come next from the run's data interval, then -- for a run without one (Airflow 3 allows
     ``logical_date=None``; a manual-only DAG's interval is empty) -- from the schedule: the last
     complete interval before the run (``now - interval`` -> ``now`` for an interval schedule, the
     last complete cron period for a crontab, like Airflow's own manual runs with a logical date).
@@ -88,6 +90,7 @@ from .compat import (
     Param,
     get_parsing_context,
 )
+from .etl.durations import parse_duration
 from .etl.errors import DefinitionError, DefinitionErrors
 
 if TYPE_CHECKING:
@@ -133,9 +136,6 @@ _MAX_DAG_ID = 250  # Airflow's key length limit
 _MAX_TAG = 100  # Airflow's tag length limit
 _DAG_ID_OK = re.compile(r"[A-Za-z0-9_.-]+\Z")
 _SLUG_RUN = re.compile(r"[^a-z0-9]+")
-_DURATION_PART = re.compile(
-    r"(\d+(?:\.\d+)?)(ms|seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h|days?|d|weeks?|w)", re.I)
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 # An ISO 8601 date-time (the trigger form's date-time picker, or typed by hand). jsonschema checks
 # ``format: date-time`` only when rfc3339-validator is installed, which Airflow does not require,
@@ -213,35 +213,6 @@ def definitions_folder(folder: str | os.PathLike[str] | None = None,
 # --------------------------------------------------------------------------------------------
 
 
-def _seconds(value: Any) -> float:
-    """Seconds from a number or a text such as ``"90"``, ``"5m"``, ``"1h30m"``, ``"2 days"``."""
-    if isinstance(value, bool):
-        raise ValueError("a duration")
-    if isinstance(value, (int, float)):
-        if value < 0:
-            raise ValueError("a duration")
-        return float(value)
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    text = str(value).strip()
-    try:
-        return _seconds(float(text))
-    except ValueError:
-        pass
-    total, pos = 0.0, 0
-    compact = text.replace(" ", "")
-    for match in _DURATION_PART.finditer(compact):
-        if match.start() != pos:
-            raise ValueError("a duration")
-        unit = match.group(2).lower()
-        key = "ms" if unit == "ms" else ("m" if unit.startswith("mi") or unit == "m" else unit[0])
-        total += float(match.group(1)) * _UNIT_SECONDS[key]
-        pos = match.end()
-    if pos == 0 or pos != len(compact):
-        raise ValueError("a duration")
-    return total
-
-
 @dataclass(frozen=True)
 class _Settings:
     """A task's Airflow settings, split by destination."""
@@ -272,8 +243,8 @@ def _settings(airflow: Mapping[str, Any], location: str) -> tuple[_Settings | No
             continue
         if key in _DURATIONS:
             try:
-                value = timedelta(seconds=_seconds(value))
-            except (ValueError, OverflowError):
+                value = parse_duration(value)
+            except ValueError:
                 bad(key, "not a duration", "seconds (a number) or a text such as 30s, 5m, 2h, 1d",
                     value)
                 continue
@@ -389,6 +360,8 @@ class RunWindowMacro:
     timezone: str = "UTC"
 
     def __call__(self, dag_run: Any) -> _Window:
+        if not self.windowed:  # incremental: only a window given to the run counts (operator)
+            return _Window("", "")
         start = getattr(dag_run, "data_interval_start", None)
         end = getattr(dag_run, "data_interval_end", None)
         if start is not None and end is not None and start < end:
@@ -432,8 +405,8 @@ def last_cron_period(crontab: str, zone: str, moment: datetime) -> tuple[datetim
 
 def _params(chunk_rows: int, windowed: bool, manual: bool) -> dict[str, Param]:
     if not windowed:
-        when = ("This task loads incrementally (its URL has no window placeholder): a window "
-                "only sets run_time. ")
+        when = ("This task loads incrementally; give a window to reload that period instead "
+                "(its stored rows are made equal to the source's). ")
     elif manual:
         when = "Required: this task has no schedule and its URL needs a window. "
     else:
@@ -487,7 +460,9 @@ def _doc_md(task: Any, source: str | None, dag_id: str, conn_id: str) -> str:
         lines += ["", "Each run loads its data interval; trigger with `window_start` and "
                       "`window_end` to reload another period."]
     else:
-        lines += ["", "Each run loads what is newer than what HydroServer already holds."]
+        lines += ["", "Each run loads what is newer than what HydroServer already holds; "
+                      "trigger with `window_start` and `window_end` (or backfill) to reload a "
+                      "period."]
     lines += ["", f"DAG id `{dag_id}`, task `{INGEST_TASK_ID}`."]
     return "\n".join(lines) + "\n"
 

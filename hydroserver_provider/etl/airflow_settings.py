@@ -6,9 +6,9 @@ operator arguments.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
+from .durations import DURATION_EXPECTED, parse_duration
 from .errors import DefinitionError
 from .error_values import describe_found, suggest
 
@@ -23,20 +23,12 @@ def _is_seconds(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
 
 
-_DURATION = re.compile(
-    r"((\d+(\.\d+)?)(ms|seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h|days?|d|weeks?|w))+\Z",
-    re.I)
-
-
 def _is_duration(v: Any) -> bool:
-    """Seconds as a number, or a text such as "90", "30s", "5m", "1h30m", "2 days"."""
-    if isinstance(v, str):
-        text = v.strip().replace(" ", "")
-        try:
-            return float(text) >= 0
-        except ValueError:
-            return bool(_DURATION.match(text))
-    return _is_seconds(v)
+    try:
+        parse_duration(v)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_text(v: Any) -> bool:
@@ -47,8 +39,6 @@ def _is_texts(v: Any) -> bool:
     return isinstance(v, list) and all(_is_text(x) for x in v)
 
 
-_DURATION_EXPECTED = "seconds (a number) or a text such as 30s, 5m, 2h, 1d"
-
 # name -> (check, what is expected). The DAG factory turns durations into timedeltas and reports
 # what only it can check (DAG id syntax, tag length).
 AIRFLOW_SETTINGS: dict[str, tuple[Any, str]] = {
@@ -56,12 +46,12 @@ AIRFLOW_SETTINGS: dict[str, tuple[Any, str]] = {
     "hydrocron_conn_id": (_is_text, "an Airflow connection id"),
     "owner": (_is_text, "a name"),
     "retries": (lambda v: _is_int(v) and v >= 0, "a whole number >= 0"),
-    "retry_delay": (_is_duration, _DURATION_EXPECTED),
+    "retry_delay": (_is_duration, DURATION_EXPECTED),
     "retry_exponential_backoff": (lambda v: isinstance(v, bool) or _is_seconds(v),
                                   "true, false or a multiplier such as 2"),
-    "max_retry_delay": (_is_duration, _DURATION_EXPECTED),
-    "execution_timeout": (_is_duration, _DURATION_EXPECTED),
-    "dagrun_timeout": (_is_duration, _DURATION_EXPECTED),
+    "max_retry_delay": (_is_duration, DURATION_EXPECTED),
+    "execution_timeout": (_is_duration, DURATION_EXPECTED),
+    "dagrun_timeout": (_is_duration, DURATION_EXPECTED),
     "pool": (_is_text, "an Airflow pool name"),
     "pool_slots": (lambda v: _is_int(v) and v >= 1, "a whole number >= 1"),
     "queue": (_is_text, "an executor queue name"),

@@ -54,7 +54,7 @@ AUTH_SECRET_KEYS = frozenset({"value", "header_value", "headerValue", "password"
 CONNECTION_KEYS = _spellings(
     "name", "id", "description", "source_url", "payload", "payload_type", "timezone_type",
     "timezone", "placeholder_variables", "auth", "auth_header_name", "workspace_id",
-    "workspace", "notification", *TIMESTAMP_KEYS, *PAYLOAD_FIELDS,
+    "workspace", "notification", "lookback", *TIMESTAMP_KEYS, *PAYLOAD_FIELDS,
 )
 CONNECTION_READ_ONLY = frozenset({"taskCount", "taskAttentionCount", "task_count",
                                   "task_attention_count", "createdAt", "updatedAt"})

@@ -7,6 +7,7 @@ Building one from canonical values checks them (a wrong value raises pydantic's
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
@@ -31,6 +32,7 @@ from .definition_base import (
     is_canonical,
 )
 from .definition_parts import Mapping, Notification, PlaceholderVariable, Schedule, SourceAuth
+from .durations import DURATION_EXPECTED, parse_duration
 from .errors import DefinitionErrors
 from .error_values import NOTHING, Shown, describe_found
 from .payload_models import PAYLOAD_MODELS, HydrocronPayload, Payload
@@ -82,6 +84,9 @@ class DataConnection(DefinitionModel):
     description: str = ""
     notification: Notification | None = None
     id: str | None = None  # HydroServer's id when imported; tasks may reference it
+    # incremental loads: rows this far before a datastream's newest observation that are missing
+    # or revised are loaded too (late data); None: only rows after it, like HydroServer's loader
+    lookback: timedelta | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -102,6 +107,16 @@ class DataConnection(DefinitionModel):
             raise invalid("a data connection needs a name", expected="a non-empty name",
                           found=value)
         return value
+
+    @field_validator("lookback", mode="before")
+    @classmethod
+    def _lookback(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return parse_duration(value)
+        except ValueError:
+            raise invalid("not a duration", expected=DURATION_EXPECTED, found=value) from None
 
     @field_validator("source_url")
     @classmethod

@@ -49,6 +49,7 @@ from .definition_keys import (
 )
 from .definition_models import DataConnection, Task, TimezoneType
 from .definition_parts import IntervalPeriod, Schedule, VariableType
+from .durations import DURATION_EXPECTED
 from .error_values import describe_found, suggest
 from .payload_models import DELIMITERS, PAYLOAD_MODELS, PAYLOAD_TYPES
 from .vocabulary import connection_location, task_location
@@ -473,7 +474,7 @@ _SETTING_SCHEMAS = {
     "a whole number >= 0": {"type": "integer", "minimum": 0},
     "a whole number >= 1": {"type": "integer", "minimum": 1},
     "a whole number": {"type": "integer"},
-    "seconds (a number) or a text such as 30s, 5m, 2h, 1d": {"anyOf": [
+    DURATION_EXPECTED: {"anyOf": [
         {"type": "number", "minimum": 0}, {"type": "string", "minLength": 1}]},
     "true, false or a multiplier such as 2": {"anyOf": [{"type": "boolean"},
                                                         {"type": "number", "minimum": 0}]},
@@ -552,6 +553,11 @@ def definition_json_schema() -> dict:
         "workspace": {"anyOf": [{"type": "string"}, {"type": "null"}, {
             "type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]}]},
         "notification": _nullable(_ref("Notification")),
+        "lookback": _nullable({
+            **_SETTING_SCHEMAS[DURATION_EXPECTED],
+            "description": "incremental loads: how far before each datastream's newest "
+                           "observation missing or revised rows are still loaded (late data; "
+                           "unset: only rows after it, like HydroServer)"}),
         "timestamp_key": payload_values["timestamp_key"],
         "timestamp_format": payload_values["timestamp_format"],
     }

@@ -56,11 +56,14 @@ class ParseError(HydroServerProviderError, ValueError):
 class HydroServerAPIError(HydroServerProviderError):
     """HydroServer answered with an error; carries the HTTP status and HydroServer's ``detail``."""
 
-    def __init__(self, method: str, path: str, status: int | None, detail: object) -> None:
+    def __init__(self, method: str, path: str, status: int | None, detail: object, *,
+                 after_transport_error: bool = False) -> None:
         self.method = method
         self.path = path
         self.status = status
         self.detail = detail
+        # an earlier try of this request lost its connection: the server may have carried it out
+        self.after_transport_error = after_transport_error
         where = f"{method} {path}"
         super().__init__(
             f"HydroServer answered {status} to {where}: {detail}"

@@ -87,10 +87,15 @@ def send_with_retries(
     ``describe`` is what the logs call the request (defaults to ``METHOD url-without-query``).
     """
     what = describe or f"{method} {url.split('?', 1)[0]}"
+    transport_error = False
     for attempt in range(1, policy.tries + 1):
         try:
             response = session.request(method, url, **kwargs)
+            # a try that lost its connection may have been carried out: callers that write
+            # read this to tell "already done by me" from "done by someone else"
+            response.after_transport_error = transport_error  # type: ignore[attr-defined]
         except (requests.ConnectionError, requests.Timeout) as exc:
+            transport_error = True
             if attempt == policy.tries:
                 raise RetriesExhausted(
                     f"{what} failed after {attempt} tries: {type(exc).__name__}", exc

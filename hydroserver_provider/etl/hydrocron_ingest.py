@@ -80,6 +80,8 @@ def feature_id_for_run(connection: DataConnection, mappings: Sequence[MappingDef
 def _window(connection: DataConnection, window: RunWindow,
             latest_observation: Callable[[], datetime | None]) -> tuple[datetime, datetime, bool]:
     """(start, end, windowed) of the period this run asks for (before the overlap margins)."""
+    if window.explicit and window.bounded:  # a reload of a window given to the run
+        return window.start, window.end, True  # type: ignore[return-value]
     if connection.uses_window:
         if not window.bounded:
             raise DefinitionError(
@@ -117,6 +119,13 @@ class HydrocronRun:
     @property
     def load_window(self) -> tuple[datetime, datetime] | None:
         return (self.start, self.end) if self.windowed else None
+
+    @property
+    def lookback(self) -> timedelta:
+        """How far before each datastream's newest observation an incremental run still loads
+        missing or revised passes: the overlap it asks for anyway, or the connection's
+        ``lookback`` when longer (Hydrocron adds reprocessed or late passes afterwards)."""
+        return max(self.result.query.overlap, self.connection.lookback or timedelta(0))
 
     def describe(self) -> str:
         query = self.result.query

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator, Literal, Sequence
@@ -85,12 +86,35 @@ def parse_time(value: str | None) -> datetime | None:
     return moment.astimezone(timezone.utc)
 
 
+class _SessionToken:
+    """The session token of email/password credentials, shared by a client and its forks, so
+    that one login serves every thread and an expired token is renewed by one of them only."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.value: str | None = None
+
+    def get(self, login: Callable[[], str]) -> str:
+        with self._lock:
+            if self.value is None:
+                self.value = login()
+            return self.value
+
+    def expire(self, used: str) -> None:
+        """Forget ``used`` -- unless another thread already replaced it by a fresh token."""
+        with self._lock:
+            if self.value == used:
+                self.value = None
+
+
 class HydroServerClient:
     """A small, obvious client for the parts of HydroServer's API the provider uses.
 
-    One ``requests.Session`` per client (keep-alive). Transient failures are retried by
-    ``retry``; a 401 with a session token logs in again once; any other error raises
-    :class:`HydroServerAPIError` carrying the status and HydroServer's ``detail``.
+    One ``requests.Session`` per client (keep-alive); requests does not promise that a Session
+    is safe to share between threads, so a thread that needs its own calls :meth:`fork`.
+    Transient failures are retried by ``retry``; a 401 with a session token logs in again once;
+    any other error raises :class:`HydroServerAPIError` carrying the status and HydroServer's
+    ``detail``.
     """
 
     def __init__(
@@ -108,8 +132,17 @@ class HydroServerClient:
         self.timeout = timeout
         self._session = session or requests.Session()
         self._session.headers["Accept"] = "application/json"
-        self._token: str | None = None
+        self._token = _SessionToken()
         self._units: dict[str, dict] = {}  # units by id, fetched once per client (one run)
+
+    def fork(self) -> HydroServerClient:
+        """A client for another thread: same server, credentials, session token and settings,
+        its own ``requests.Session``."""
+        twin = HydroServerClient(self.url, self.credentials, retry=self.retry,
+                                 timeout=self.timeout)
+        twin._token = self._token
+        twin._units = self._units
+        return twin
 
     def _resolve(self) -> None:
         """Fill in the URL and credentials when they were not given (subclasses read them late)."""
@@ -144,9 +177,7 @@ class HydroServerClient:
     def _auth_headers(self) -> dict[str, str]:
         if self.credentials.api_key:
             return {"X-Api-Key": self.credentials.api_key}
-        if self._token is None:
-            self._token = self._login()
-        return {"Authorization": f"Bearer {self._token}"}
+        return {"Authorization": f"Bearer {self._token.get(self._login)}"}
 
     def _login(self) -> str:
         response = self._send(
@@ -183,10 +214,11 @@ class HydroServerClient:
     def request(self, method: str, path: str, *, expected: Iterable[int] = (200,),
                 **kwargs: Any) -> requests.Response:
         """Send an authenticated request; raise :class:`HydroServerAPIError` unless ``expected``."""
+        used = self._token.value
         response = self._send(method, path, **kwargs)
-        if response.status_code == 401 and self._token is not None:
+        if response.status_code == 401 and used is not None:
             log.info("HydroServer session expired; logging in again")
-            self._token = None
+            self._token.expire(used)
             response = self._send(method, path, **kwargs)
         if response.status_code not in expected:
             if response.status_code == 401:
@@ -194,7 +226,9 @@ class HydroServerClient:
                     f"HydroServer at {self.url} answered 401 to {method} {path}: the "
                     f"{self.credentials.kind} was not accepted"
                 )
-            raise HydroServerAPIError(method, path, response.status_code, _detail(response))
+            raise HydroServerAPIError(
+                method, path, response.status_code, _detail(response),
+                after_transport_error=getattr(response, "after_transport_error", False))
         return response
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -339,6 +373,23 @@ class HydroServerClient:
             results.extend(page.get("result", []))
         return times, results
 
+    def get_observation_arrays(self, datastream_id: str, start: datetime | str | None = None,
+                               end: datetime | str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Stored observations (inclusive range) in time order as numpy arrays: UTC
+        ``datetime64[us]`` and ``float64`` -- what the loader compares its rows with."""
+        params: dict[str, Any] = {"format": "column", "order_by": "phenomenonTime"}
+        if start is not None:
+            params["phenomenon_time_min"] = to_utc_iso(start)
+        if end is not None:
+            params["phenomenon_time_max"] = to_utc_iso(end)
+        times: list[str] = []
+        results: list[float] = []
+        for page in self.iter_pages(f"/api/data/datastreams/{datastream_id}/observations",
+                                    params, page_size=MAX_PAGE_SIZE):
+            times.extend(page.get("phenomenonTime", []))
+            results.extend(page.get("result", []))
+        return _utc_datetime64(times), np.asarray(results, dtype="float64")
+
     # ------------------------------------------------------------------------ ETL
     def list_workspaces(self, associated_only: bool = True) -> list[dict]:
         return self.list_all("/api/data/workspaces", {"is_associated": associated_only})
@@ -392,6 +443,15 @@ def _as_datetime64(timestamps: np.ndarray | Sequence[datetime | str]) -> np.ndar
         for t in timestamps
     ]
     return np.array(converted, dtype="datetime64[us]")
+
+
+def _utc_datetime64(times: Sequence[str]) -> np.ndarray:
+    """HydroServer's timestamps (``...+00:00`` or ``...Z``) as UTC ``datetime64[us]``."""
+    naive = [t[:-6] if t.endswith("+00:00") else t[:-1] if t.endswith("Z") else None
+             for t in times]
+    if all(t is not None for t in naive):  # the usual case: numpy parses them all at once
+        return np.array(naive, dtype="datetime64[us]")
+    return _as_datetime64(list(times))
 
 
 def _detail(response: requests.Response) -> Any:

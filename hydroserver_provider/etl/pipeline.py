@@ -8,10 +8,11 @@ HydroServer's run record (status, message, result) and never contains a secret.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Callable, Mapping, Sequence
 
 from .config import DataConnection, Mapping as MappingDef
@@ -41,9 +42,10 @@ class RunOptions:
     parallel_datastreams: int = 4
 
 
-def oldest_end(metadata: Mapping[str, Mapping[str, Any]],
-               fallback: datetime | None) -> datetime:
-    """``latest_observation_timestamp``: the oldest end among the datastreams, or ``fallback``.
+def oldest_end(metadata: Mapping[str, Mapping[str, Any]], fallback: datetime | None,
+               lookback: timedelta | None = None) -> datetime:
+    """``latest_observation_timestamp``: the oldest end among the datastreams (minus the
+    ``lookback`` the run re-checks), or ``fallback``.
 
     A datastream with no data yet pulls the value back to the task's start time (else 1970), so
     that datastream is filled from the beginning too.
@@ -51,7 +53,32 @@ def oldest_end(metadata: Mapping[str, Mapping[str, Any]],
     ends = [parse_time(m.get("phenomenonEndTime")) for m in metadata.values()]
     if not ends or any(end is None for end in ends):
         return fallback or EPOCH
-    return min(ends)  # type: ignore[type-var]
+    return min(ends) - (lookback or timedelta(0))  # type: ignore[type-var,operator]
+
+
+def mode_reason(connection: DataConnection, window: RunWindow, windowed: bool,
+                lookback: timedelta | None) -> str:
+    """Why a run loads the way it does, in one sentence (the summary's ``mode_reason``)."""
+    if windowed and window.explicit and not connection.uses_window:
+        return (f"this run was given its window ({window.reason or 'explicit window'}): it "
+                "reloads that window, although the source URL is incremental")
+    if windowed:
+        given = f" ({window.reason})" if window.explicit and window.reason else ""
+        return f"the source URL takes the run's window{given}: the run reloads that window"
+    text = "the source URL has no window placeholder: rows after each datastream's newest " \
+           "observation are loaded"
+    if lookback:
+        text += f", and missing or revised rows of the {_duration_text(lookback)} before it"
+    return text
+
+
+def _duration_text(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{seconds} s"
 
 
 def run_ingestion(
@@ -79,25 +106,33 @@ def run_ingestion(
     """
     began = time.monotonic()
     window = window or RunWindow()
-    windowed = connection.uses_window and window.bounded
+    windowed = window.bounded and (connection.uses_window or window.explicit)
+    lookback = connection.lookback
     secrets = tuple(v for v in options.source_headers.values() if v)
     targets = [m.target_datastream_id for m in mappings]
 
     metadata, missing = _metadata(client, targets, connection.workspace_id)
+
+    def latest_observation() -> datetime:
+        if windowed and window.explicit:  # a reload: every placeholder comes from its window
+            return window.start  # type: ignore[return-value]
+        return oldest_end(metadata, start_time, lookback)
+
     hydrocron_run = None
     if connection.payload.type == "HYDROCRON":
         from .hydrocron_ingest import fetch_for_run  # noqa: PLC0415
 
         hydrocron_run = fetch_for_run(
             hydrocron, connection, mappings, window=window, task_variables=task_variables,
-            feature_id=feature_id, latest_observation=lambda: oldest_end(metadata, start_time))
+            feature_id=feature_id, latest_observation=latest_observation)
         parsed, windowed = hydrocron_run.parse_result, hydrocron_run.windowed
+        lookback = hydrocron_run.lookback
         url, values = hydrocron_run.url, {"feature_id": hydrocron_run.feature_id}
         hydrocron_run.check_units(client, mappings, metadata)
     else:
         resolved = resolve_url(
             connection, window, task_variables=task_variables,
-            latest_observation=lambda: oldest_end(metadata, start_time), secrets=secrets,
+            latest_observation=latest_observation, secrets=secrets,
         )
         url, values = resolved.redacted_url, resolved.values
         log.info("Fetching %s", resolved.redacted_url)
@@ -110,8 +145,13 @@ def run_ingestion(
         with open_source(request) as stream:
             parsed = parse_payload(stream, connection, identifiers)
     log.info("Read %s rows from the source", f"{parsed.rows_read:,}")
+    reason = mode_reason(connection, window, windowed, lookback)
+    log.info("Mode: %s (%s)", "windowed" if windowed else "incremental", reason)
     if on_parsed is not None:
         on_parsed(parsed)
+    load_window = (hydrocron_run.load_window if hydrocron_run is not None
+                   else (window.start, window.end) if windowed else None)
+    clients = _ThreadClients(client)
 
     def load(mapping: MappingDef) -> DatastreamOutcome:
         outcome = DatastreamOutcome(mapping.target_datastream_id, mapping.source_identifier)
@@ -126,24 +166,26 @@ def run_ingestion(
         if hydrocron_run is not None:  # units checked (and converted) per datastream
             series = hydrocron_run.prepare(outcome, series)
         if series is not None:
-            load_window = (hydrocron_run.load_window if hydrocron_run is not None
-                           else (window.start, window.end) if windowed else None)
             load_datastream(
-                client, outcome, series, metadata[mapping.target_datastream_id],
-                window=load_window,  # type: ignore[arg-type]
+                clients.get(), outcome, series, metadata[mapping.target_datastream_id],
+                window=load_window, lookback=lookback,  # type: ignore[arg-type]
                 chunk_rows=options.chunk_rows, dry_run=options.dry_run,
             )
         return outcome
 
     workers = max(1, min(options.parallel_datastreams, len(mappings)))
-    if workers == 1:
-        outcomes = [load(mapping) for mapping in mappings]
-    else:  # HydroServer stores each datastream's chunks independently: overlap them
-        with ThreadPoolExecutor(workers, thread_name_prefix="hydroserver-load") as pool:
-            outcomes = list(pool.map(load, mappings))
+    try:
+        if workers == 1:
+            outcomes = [load(mapping) for mapping in mappings]
+        else:  # HydroServer stores each datastream's chunks independently: overlap them
+            with ThreadPoolExecutor(workers, thread_name_prefix="hydroserver-load") as pool:
+                outcomes = list(pool.map(load, mappings))
+    finally:
+        clients.close()
 
     summary = _summary(outcomes, parsed, url, values, window, windowed, options.dry_run,
                        time.monotonic() - began)
+    summary["mode_reason"] = reason
     if hydrocron_run is not None:
         summary["hydrocron"] = hydrocron_run.summary()
         summary["message"] = f"{hydrocron_run.describe()} {summary['message']}"
@@ -151,6 +193,32 @@ def run_ingestion(
     if summary["status"] == "FAILURE":
         raise IngestionFailed(summary["message"], summary)
     return summary
+
+
+class _ThreadClients:
+    """One HydroServer client per loading thread: the run's own client in the thread that made
+    it, a :meth:`~.hydroserver.HydroServerClient.fork` (own Session, shared login) elsewhere."""
+
+    def __init__(self, client: HydroServerClient) -> None:
+        self._client = client
+        self._owner = threading.get_ident()
+        self._local = threading.local()
+        self._forks: list[HydroServerClient] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> HydroServerClient:
+        if threading.get_ident() == self._owner:
+            return self._client
+        fork = getattr(self._local, "client", None)
+        if fork is None:
+            fork = self._local.client = self._client.fork()
+            with self._lock:
+                self._forks.append(fork)
+        return fork
+
+    def close(self) -> None:
+        for fork in self._forks:
+            fork.close()
 
 
 def _metadata(client: HydroServerClient, targets: list[str],

@@ -22,11 +22,19 @@ REDACTED = "***"
 
 @dataclass(frozen=True)
 class RunWindow:
-    """The data interval of a run (both None for a manual run without one) and its start."""
+    """The window of a run (both None for a manual run without one) and when the run started.
+
+    ``explicit``: the window was given to this run (trigger form, ``trigger --start/--end``, a
+    backfill, the operator's arguments) rather than being only its schedule's data interval.
+    Such a run owns the window and reloads it, even when the source URL is incremental;
+    ``reason`` says where the window came from, for the run summary.
+    """
 
     start: datetime | None = None
     end: datetime | None = None
     started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    explicit: bool = False
+    reason: str | None = None
 
     def __post_init__(self) -> None:
         if (self.start is None) != (self.end is None):

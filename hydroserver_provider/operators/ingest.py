@@ -45,6 +45,12 @@ def _to_datetime(value: Any, what: str) -> datetime | None:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=pendulum.UTC)
 
 
+def _run_type(dag_run: Any) -> str:
+    """``"scheduled"``, ``"manual"``, ``"backfill"``, ... of a run (an enum or its value)."""
+    run_type = getattr(dag_run, "run_type", None)
+    return str(getattr(run_type, "value", run_type) or "")
+
+
 def source_auth_headers(auth: Any) -> dict[str, str]:
     """The header a data connection's ``auth`` asks for, its value read from Airflow (masked).
 
@@ -149,16 +155,34 @@ class HydroIngestOperator(BaseOperator):
                 mask_secret(str(value))
 
     def _window(self, context: Mapping[str, Any]):
+        """The run's window, and whether it was given to the run (which then reloads it).
+
+        A window is given by the trigger form or run conf (``params``), by a backfill (which
+        reloads its data intervals), or by ``window_start``/``window_end`` rendering to
+        something other than the run's data interval. A scheduled run's own data interval is
+        not "given": an incremental source ignores it.
+        """
         from ..etl.placeholders import RunWindow  # noqa: PLC0415
 
         start = _to_datetime(self.window_start, "window_start")
         end = _to_datetime(self.window_end, "window_end")
+        interval = (context.get("data_interval_start"), context.get("data_interval_end"))
+        params = context.get("params") or {}
+        if params.get("window_start") or params.get("window_end"):
+            reason = "the window given when the run was triggered"
+        elif _run_type(context.get("dag_run")) == "backfill":
+            reason = "a backfill run reloads its data interval"
+        elif start is not None and (start, end) != interval:
+            reason = "the operator's window_start/window_end"
+        else:
+            reason = None
         if start is None and end is None:
-            start = context.get("data_interval_start")
-            end = context.get("data_interval_end")
+            start, end = interval
         if (start is None) != (end is None):
             raise ValueError(f"a window needs a start and an end; found start={start}, end={end}")
-        return RunWindow(start=start, end=end)
+        explicit = reason is not None and start is not None and start < end
+        return RunWindow(start=start, end=end, explicit=explicit,
+                         reason=reason if explicit else None)
 
     def execute(self, context: Mapping[str, Any]) -> dict[str, Any]:
         from ..etl.errors import DefinitionError, IngestionFailed  # noqa: PLC0415

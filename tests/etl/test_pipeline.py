@@ -102,7 +102,9 @@ def test_windowed_csv_loads_exactly_its_window_and_rerun_changes_nothing(
     again = run_ingestion(client, conn, mappings, window=w)
     assert again["status"] == "SUCCESS"
     assert local_hydroserver.observations(level) == expected(stations.water_level, w.start, w.end)
-    assert [d["loaded"] for d in again["datastreams"]] == [24, 24]
+    # the re-run reads its window back, finds every row stored, and writes nothing
+    assert [d["loaded"] for d in again["datastreams"]] == [0, 0]
+    assert [d["skipped_reasons"] for d in again["datastreams"]] == [{"already_stored": 24}] * 2
 
 
 def test_consecutive_windows_and_a_backfill_in_between(local_hydroserver, client, source):
