@@ -555,6 +555,10 @@ def test_run_window_macro_directly():
                                             "2025-05-05T10:07:00+00:00")
     manual = factory.RunWindowMacro("t", windowed=False)
     assert manual(run()) == factory._Window("", "")
+    # an incremental task never gets the schedule's window from the macro (it would reload it):
+    # only the trigger form's window or a backfill's interval make its run own a window
+    incremental = factory.RunWindowMacro("t", windowed=False, interval_seconds=3600)
+    assert incremental(run()) == factory._Window("", "")
 
 
 def test_garbage_collection_is_restored_after_a_build(tmp_path):

@@ -46,6 +46,11 @@ class LoadConflict(HydroServerProviderError):
     """Other writers kept changing a span while this run settled it; a retry resolves it."""
 
 
+_NEEDS_DELETE = (
+    "replacing or removing stored observations needs credentials that may delete them (an "
+    "Editor API key or a workspace member's account; a Data Loader key may only add rows)")
+
+
 @dataclass
 class DatastreamOutcome:
     """What happened to one target datastream in one run.
@@ -310,16 +315,33 @@ class _Writer:
             if not count:
                 continue
             if not self.dry_run:
-                self.client.bulk_delete_observations(self.outcome.datastream_id,
-                                                     to_utc_iso(gap_first), to_utc_iso(gap_last))
+                self._delete(gap_first, gap_last)
             self.outcome.removed += count
             log.info("%s: removed %s stored %s in %s .. %s that the source no longer has",
                      self.outcome.label, f"{count:,}", "row" if count == 1 else "rows",
                      to_utc_iso(gap_first), to_utc_iso(gap_last))
 
     def _send(self, ts: np.ndarray, values: np.ndarray, mode: str) -> None:
-        self.client.bulk_create_observations(self.outcome.datastream_id, ts, values, mode=mode,
-                                             chunk_rows=self.chunk_rows)
+        try:
+            self.client.bulk_create_observations(self.outcome.datastream_id, ts, values,
+                                                 mode=mode, chunk_rows=self.chunk_rows)
+        except HydroServerAPIError as exc:
+            if exc.status == 403 and mode == "replace":
+                raise HydroServerProviderError(
+                    f"{exc}: the source revised rows {to_utc_iso(ts[0])} .. {to_utc_iso(ts[-1])}"
+                    f"; {_NEEDS_DELETE}") from None
+            raise
+
+    def _delete(self, first: np.datetime64, last: np.datetime64) -> None:
+        try:
+            self.client.bulk_delete_observations(self.outcome.datastream_id, to_utc_iso(first),
+                                                 to_utc_iso(last))
+        except HydroServerAPIError as exc:
+            if exc.status == 403:
+                raise HydroServerProviderError(
+                    f"{exc}: the source no longer has rows stored in {to_utc_iso(first)} .. "
+                    f"{to_utc_iso(last)}; {_NEEDS_DELETE}") from None
+            raise
 
     def _count(self, *, loaded: int = 0, revised: int = 0, removed: int = 0,
                already: int = 0) -> None:

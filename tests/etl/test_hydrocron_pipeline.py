@@ -437,3 +437,62 @@ def test_a_window_longer_than_max_window_days_is_split_up_front(hs, client, hydr
     summary = run(client, hydrocron, conn, maps(wse=wse), window=window)
     assert summary["hydrocron"]["requests"] == 3 == len(hydrocron.requests)
     assert_stored(hs, wse, expected("ops/reach/reach_d_basic.csv", "wse"))
+
+
+# --------------------------------------------------------------------------------------------
+# Late data: Hydrocron adds older passes after newer ones (missed or reprocessed granules)
+# --------------------------------------------------------------------------------------------
+
+LATE_REACH = "33129200271"
+
+
+def _pass(moment: str, wse: str) -> dict[str, str]:
+    return {"time_str": moment, "wse": wse, "reach_q": "0", "ice_clim_f": "0"}
+
+
+def test_an_older_pass_arriving_after_a_newer_one_is_stored(hs, client, hydrocron):
+    """Reach 33129200271: the 2025-06-05 22:41:29Z pass is loaded; the 15:40:52Z pass of the same
+    day appears in Hydrocron afterwards. It lies in the overlap the next incremental run asks for
+    again, so that run inserts it (and replaces a value Hydrocron revised there), instead of
+    skipping it for being older than the newest stored pass."""
+    hydrocron.add_feature("Reach", LATE_REACH, [
+        _pass("2025-06-01T03:10:00Z", "101.5"), _pass("2025-06-05T22:41:29Z", "102.25")])
+    wse = hs.create_datastream(name="WSE", unit="m")
+    conn = connection(feature="Reach", feature_id=LATE_REACH, fields=["wse"])
+    start = datetime(2025, 6, 1, tzinfo=UTC)
+
+    first = run(client, hydrocron, conn, maps(wse=wse), start_time=start)
+    assert first["loaded"] == 2
+    hydrocron.add_feature("Reach", LATE_REACH, [
+        _pass("2025-06-05T15:40:52Z", "102.0"),  # the late pass, before the stored end
+        _pass("2025-06-05T22:41:29Z", "102.3")])  # the newest pass, reprocessed
+
+    second = run(client, hydrocron, conn, maps(wse=wse), start_time=start)
+    (outcome,) = second["datastreams"]
+    assert second["status"] == "SUCCESS"
+    assert (outcome["loaded"], outcome["revised"]) == (2, 1)
+    assert "not_after_latest_observation" not in outcome["skipped_reasons"]
+    assert hs.observations(wse) == [
+        (utc("2025-06-01T03:10:00Z"), 101.5), (utc("2025-06-05T15:40:52Z"), 102.0),
+        (utc("2025-06-05T22:41:29Z"), 102.3)]
+    assert "missing or revised rows" in second["mode_reason"]
+
+    third = run(client, hydrocron, conn, maps(wse=wse), start_time=start)
+    assert third["loaded"] == 0
+    assert third["datastreams"][0]["skipped_reasons"] == {"already_stored": 2}
+
+
+def test_a_pass_older_than_the_overlap_is_skipped_and_counted(hs, client, hydrocron):
+    hydrocron.add_feature("Reach", LATE_REACH, [_pass("2025-06-10T12:00:00Z", "100.0")])
+    wse = hs.create_datastream(name="WSE", unit="m")
+    conn = connection(feature="Reach", feature_id=LATE_REACH, fields=["wse"], overlap_hours=24)
+    run(client, hydrocron, conn, maps(wse=wse), start_time=datetime(2025, 6, 1, tzinfo=UTC))
+    hydrocron.add_feature("Reach", LATE_REACH, [_pass("2025-06-08T12:00:00Z", "99.0"),
+                                                _pass("2025-06-09T18:00:00Z", "99.5")])
+    summary = run(client, hydrocron, conn, maps(wse=wse),
+                  start_time=datetime(2025, 6, 1, tzinfo=UTC))
+    (outcome,) = summary["datastreams"]
+    # the request asks from the end minus 24 h (the 06-09 pass); 06-08 is not even fetched
+    assert outcome["loaded"] == 1 and outcome["skipped_reasons"] == {"already_stored": 1}
+    assert [t for t, _ in hs.observations(wse)] == [utc("2025-06-09T18:00:00Z"),
+                                                    utc("2025-06-10T12:00:00Z")]

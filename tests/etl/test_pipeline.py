@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -301,3 +302,72 @@ def test_datastreams_are_written_concurrently(local_hydroserver, client, source,
     assert [d["datastream_id"] for d in summary["datastreams"]] == targets  # mapping order kept
     assert local_hydroserver.peak_in_flight >= peak
     assert local_hydroserver.peak_in_flight <= parallel
+
+
+class _RecordingClient(HydroServerClient):
+    """Records which thread sent each request over which ``requests.Session``."""
+
+    def __init__(self, *args, sends: list, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.sends = sends
+
+    def fork(self) -> HydroServerClient:
+        twin = _RecordingClient(self.url, self.credentials, retry=self.retry,
+                                timeout=self.timeout, sends=self.sends)
+        twin._token = self._token
+        return twin
+
+    def _send(self, method, path, **kwargs):
+        self.sends.append((threading.get_ident(), id(self._session), method, path))
+        return super()._send(method, path, **kwargs)
+
+
+def test_loading_threads_never_share_a_session_and_log_in_again_once(local_hydroserver, source):
+    """Four datastreams loaded by four threads with an email/password login: each thread has its
+    own ``requests.Session``; when the session token expires mid-run (here: while the source is
+    fetched, after the metadata call) exactly one thread logs in again and all use the new one."""
+    hs = local_hydroserver
+
+    def answer(query):
+        hs.expire_sessions()
+        return stations.logger_csv(datetime(2025, 6, 1, tzinfo=UTC),
+                                   datetime(2025, 6, 1, 2, tzinfo=UTC))
+
+    source.add("/expiring.csv", answer)
+    conn = logger_connection(source.url + "/expiring.csv?start={start}&end={end}")
+    targets = [hs.create_datastream(name=f"Level {i}") for i in range(4)]
+    mappings = [Mapping(source_identifier="Water Level", target_datastream_id=ds) for ds in targets]
+    hs.faults.latency = 0.05  # the threads overlap
+    sends: list = []
+    with _RecordingClient(hs.url, Credentials(email=hs.email, password=hs.password), retry=FAST,
+                          sends=sends) as client:
+        summary = run_ingestion(client, conn, mappings, window=window(datetime(2025, 6, 1,
+                                                                               tzinfo=UTC), 2),
+                                options=RunOptions(parallel_datastreams=4, chunk_rows=2))
+    assert [d["loaded"] for d in summary["datastreams"]] == [8, 8, 8, 8]
+    assert hs.request_counts["POST /api/auth/app/session"] == 2  # first login + one renewal
+    threads_of_session: dict[int, set[int]] = {}
+    for thread, session, _, _ in sends:
+        threads_of_session.setdefault(session, set()).add(thread)
+    assert all(len(threads) == 1 for threads in threads_of_session.values())
+    writers = {thread for thread, _, method, _ in sends if method == "POST"}
+    assert len(writers) >= 2  # the writes really ran in several threads
+
+
+def test_a_fork_has_its_own_session_and_shares_the_login(local_hydroserver):
+    hs = local_hydroserver
+    ds = hs.create_datastream(name="Flow")
+    with HydroServerClient(hs.url, Credentials(email=hs.email, password=hs.password),
+                           retry=FAST) as client:
+        client.get_datastream(ds)
+        twin = client.fork()
+        try:
+            assert twin._session is not client._session
+            assert twin.get_datastream(ds)["id"] == ds
+            assert hs.request_counts["POST /api/auth/app/session"] == 1
+            hs.expire_sessions()
+            twin.get_datastream(ds)
+            client.get_datastream(ds)  # uses the token the twin renewed
+            assert hs.request_counts["POST /api/auth/app/session"] == 2
+        finally:
+            twin.close()

@@ -161,3 +161,69 @@ def test_a_definition_problem_fails_without_retries(env):
     with pytest.raises(AirflowFailException, match="needs the run's data interval"):
         op.execute({})  # a windowed URL on a run without a window: retrying cannot help
     assert source.requests_to("/api.json") == []
+
+
+INCREMENTAL_SINCE = {"placeholder_variables": [
+    {"name": "since", "variable_type": "latest_observation_timestamp"}]}
+
+
+class _Run:
+    def __init__(self, run_type: str) -> None:
+        self.run_type = run_type
+
+
+def _incremental_op(source, flow, **kwargs) -> HydroIngestOperator:
+    return HydroIngestOperator(
+        task_id="ingest",
+        data_connection=connection(source.url + "/api.json?from={since}", **INCREMENTAL_SINCE),
+        mappings=[{"source_identifier": "values.discharge", "target_datastream_id": flow}],
+        **kwargs)
+
+
+def _stored_with_stale_values(hs):
+    """Three hours stored, the middle one with a value the source has since revised."""
+    rows = [(T0 + timedelta(hours=h), stations.discharge(T0 + timedelta(hours=h)))
+            for h in range(3)]
+    rows[1] = (rows[1][0], -1.0)
+    return hs.create_datastream(name="Discharge", observations=rows)
+
+
+@pytest.mark.parametrize("how", ["trigger form", "backfill"])
+def test_a_window_given_to_an_incremental_task_reloads_it(env, how):
+    """The trigger form's window (params) or a backfill's data interval makes an incremental
+    task's run own the window: ``latest_observation_timestamp`` is filled from it and the
+    window's rows are made equal to the source's (here: a revised value)."""
+    hs, source = env
+    flow = _stored_with_stale_values(hs)
+    interval = (T0 + timedelta(hours=1), T0 + timedelta(hours=2))
+    if how == "trigger form":
+        op = _incremental_op(source, flow, window_start=interval[0].isoformat(),
+                             window_end=interval[1].isoformat())
+        context = {"params": {"window_start": interval[0].isoformat(),
+                              "window_end": interval[1].isoformat()},
+                   "dag_run": _Run("manual")}
+    else:
+        op = _incremental_op(source, flow)
+        context = {"data_interval_start": interval[0], "data_interval_end": interval[1],
+                   "dag_run": _Run("backfill")}
+    summary = op.execute(context)
+    assert summary["mode"] == "windowed"
+    reason = ("the window given when the run was triggered" if how == "trigger form"
+              else "a backfill run reloads its data interval")
+    assert reason in summary["mode_reason"]
+    assert source.requests_to("/api.json")[-1].query == {"from": "2025-06-01T01:00:00Z"}
+    (outcome,) = summary["datastreams"]
+    assert (outcome["loaded"], outcome["revised"]) == (1, 1)
+    assert hs.observations(flow)[1] == (interval[0], stations.discharge(interval[0]))
+
+
+def test_a_scheduled_run_of_an_incremental_task_stays_incremental(env):
+    hs, source = env
+    flow = _stored_with_stale_values(hs)
+    summary = _incremental_op(source, flow).execute({
+        "data_interval_start": T0 + timedelta(hours=1),
+        "data_interval_end": T0 + timedelta(hours=2), "dag_run": _Run("scheduled")})
+    assert summary["mode"] == "incremental"
+    assert "no window placeholder" in summary["mode_reason"]
+    assert source.requests_to("/api.json")[-1].query == {"from": "2025-06-01T02:00:00Z"}
+    assert hs.observations(flow)[1][1] == -1.0  # older than the stored end: left alone
