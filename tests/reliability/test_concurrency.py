@@ -3,12 +3,11 @@
 Both runs start together against one local HydroServer, in threads (each with its own client,
 as two Airflow workers would) and once in two separate processes. The server's unique
 ``(datastream, phenomenonTime)`` constraint holds anyway; what is proven here is more: the
-stored set afterwards is exactly the expected one; of two runs of the same task (same window,
-or incremental) at most one fails, cleanly, naming the refused write; a retry of a failed run
-succeeds without changing the result. A third case races a manual run of an *overlapping*
-window against the scheduled one: there each datastream is lost by at most one of the runs.
-The races really happen: the writes HydroServer refused because the other run got there first
-are counted.
+stored set afterwards is exactly the expected one and both runs succeed -- for the same task
+incremental, for the same window twice, and for a manual run of an *overlapping* window against
+the scheduled one. A write the other run got in first is settled by reading its span back. The
+races really happen: the writes HydroServer refused because the other run got there first are
+counted. (The generated schedules of ``test_load_model.py`` go much further.)
 """
 
 from __future__ import annotations
@@ -98,31 +97,18 @@ def test_two_runs_at_once_never_duplicate_and_a_retry_completes(mode, seed, loca
     station, connection, mappings, windows, expected = _scenario(hs, source, mode, seed)
     chunk_rows = random.Random(seed).randint(5, 12)
     summaries = _race(hs, connection, mappings, windows, chunk_rows)
-    failed = [i for i, summary in enumerate(summaries) if summary["status"] != "SUCCESS"]
-    if mode != "overlapping windows":  # the same task and window twice: at most one fails
-        assert len(failed) <= 1, [summary["message"] for summary in summaries]
-    for position in range(len(mappings)):  # each datastream is lost by at most one run
-        errors = [s["datastreams"][position]["error"] for s in summaries
-                  if s["datastreams"][position]["error"]]
-        assert len(errors) <= 1, errors
-        # a clean failure: the write the other run had made first was refused
-        assert all("HydroServer answered 409" in error for error in errors), errors
-    for i in failed:
-        with make_client(hs) as client:  # Airflow's retry of that run
-            again = run_ingestion(client, connection, mappings, window=windows[i],
-                                  options=options(chunk_rows))
-        assert again["status"] == "SUCCESS"
+    # a write the other run got in first is settled by reading that span back: no run fails
+    assert [s["status"] for s in summaries] == ["SUCCESS", "SUCCESS"], [
+        s["message"] for s in summaries]
     for ds, rows in expected.items():
         stored = hs.observations(ds)
         assert len({t for t, _ in stored}) == len(stored)
         assert stored == rows, f"{mode}, seed {seed}: stored set differs"
-    figures = tally.setdefault("concurrency", {"rounds": 0, "runs": 0, "retries needed": {},
+    figures = tally.setdefault("concurrency", {"rounds": 0, "runs": 0,
                                                "writes refused to the slower run": 0,
                                                "observations compared": 0})
     figures["rounds"] += 1
-    figures["runs"] += 2 + len(failed)
-    retries = figures["retries needed"]
-    retries[mode] = retries.get(mode, 0) + len(failed)
+    figures["runs"] += 2
     figures["writes refused to the slower run"] += _refused_writes(hs)
     figures["observations compared"] += sum(len(rows) for rows in expected.values())
 
@@ -185,11 +171,6 @@ def test_two_worker_processes_at_once(local_hydroserver, source):
             if worker.poll() is None:
                 worker.kill()
     assert [w.returncode for w in workers] == [0, 0]
-    failed = [i for i, outcome in enumerate(outcomes) if outcome != "SUCCESS"]
-    assert len(failed) <= 1, outcomes
-    for i in failed:
-        with make_client(hs) as client:
-            assert run_ingestion(client, connection, mappings, window=windows[i],
-                                 options=options(7))["status"] == "SUCCESS"
+    assert outcomes == ["SUCCESS", "SUCCESS"]
     for ds, rows in expected.items():
         assert hs.observations(ds) == rows
