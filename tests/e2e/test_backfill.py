@@ -3,14 +3,15 @@
 On a real ``airflow standalone`` (LocalExecutor, SQLite, parallelism 4), with the shipped DAG
 files, a local HydroServer that answers every request late and local sources that answer late:
 
-* a windowed task (a logger CSV asked for ``?start=...&end=...``, hourly, ``catchup`` off) is
-  unpaused, so the scheduler starts its current interval, and Airflow's own
-  ``airflow backfill create`` (default concurrency: up to 10 runs at once, beside the scheduled
-  run, ignoring the DAG's ``max_active_runs`` of 1) runs the 16 hours before it. The logger
-  answers with its end instant included, as many loggers do, so each run must also leave out the
-  first row of the next run's window. Afterwards every run succeeded, at least two runs'
-  tasks were executing at the same time, and HydroServer holds exactly the source's rows of the
-  windows that ran: each instant once, with its value, nothing else;
+* a windowed task (a logger CSV asked for ``?start=...&end=...``, hourly, ``catchup`` off) has a
+  backfill of the 16 hours before its current interval, made by Airflow's own
+  ``airflow backfill create`` with its default concurrency (up to 10 runs at once, ignoring the
+  DAG's ``max_active_runs`` of 1). Once the DAG is unpaused the scheduler runs its current
+  interval and the backfill's runs beside it. The logger answers with its end instant included,
+  as many loggers do, so each run must also leave out the first row of the next run's window.
+  Afterwards every run succeeded, at least two runs' tasks were executing at the same time, and
+  HydroServer holds exactly the source's rows of the windows that ran: each instant once, with
+  its value, nothing else;
 * an incremental task (a JSON API asked for what is newer than ``{since}``) whose datastream holds
   a past window with stale values, a missing row and a row the source no longer has, is told to
   reload exactly that window with ``hydroserver-airflow trigger --start --end --wait`` while the
@@ -30,7 +31,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from test_standalone import _cli, _cli_output, _wait  # same folder (pytest's prepend import mode)
+
+# helpers of the test beside this one (pytest's default "prepend" import mode finds it)
+from test_standalone import _cli, _cli_output, _wait
 
 from hydroserver_provider.testing import stations
 from hydroserver_provider.testing.airflow import LocalAirflow
@@ -132,10 +135,14 @@ def _spans(items: list[dict]) -> list[tuple[datetime, datetime]]:
     return [(_when(i["start_date"]), _when(i["end_date"])) for i in items]
 
 
+def _overlap(a: tuple[datetime, datetime], b: tuple[datetime, datetime]) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
+
+
 def _overlaps(spans: list[tuple[datetime, datetime]]) -> tuple[int, int]:
     """How many spans overlap another one, and the most spans open at one instant."""
-    overlapping = sum(1 for i, (s, e) in enumerate(spans)
-                      if any(s < e2 and s2 < e for j, (s2, e2) in enumerate(spans) if j != i))
+    overlapping = sum(1 for i, a in enumerate(spans)
+                      if any(_overlap(a, b) for j, b in enumerate(spans) if j != i))
     events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
     peak = open_now = 0
     for _, step in events:  # an end sorts before a start at the same instant
@@ -145,10 +152,11 @@ def _overlaps(spans: list[tuple[datetime, datetime]]) -> tuple[int, int]:
 
 
 # ``airflow backfill create`` writes its runs straight into the metadata database. Beside a
-# running ``airflow standalone`` on SQLite it failed (Airflow 3.3.2) with "database is locked"
-# after 4 of 16 runs, leaving a backfill that blocks the next one ("Another backfill is running").
-# So it runs while the DAG is parsed but no scheduler is up; the runs wait, queued, for the DAG to
-# be unpaused, then start beside its scheduled run.
+# running ``airflow standalone`` on SQLite it sometimes fails (Airflow 3.3.2: once in five tries
+# here) with "database is locked" part-way through creating the runs (Airflow then tries to
+# remove the partial backfill) and has to be run again. So it runs once the DAG is parsed but
+# before the scheduler starts: its runs wait, queued, for the DAG to be unpaused, and then start
+# beside its scheduled run.
 def _backfill(airflow: LocalAirflow, first: datetime, last: datetime) -> None:
     """``airflow backfill create`` of the logical dates ``first`` .. ``last`` (both included),
     with Airflow's default concurrency (no ``--max-active-runs``)."""
@@ -176,9 +184,9 @@ def _settle_away_from_boundary(api, airflow: LocalAirflow, backfill_id: int) -> 
         if boundary - datetime.now(UTC) > BOUNDARY_MARGIN:
             return
         time.sleep(max(0.0, (boundary - datetime.now(UTC)).total_seconds()) + 1)
-        _wait(f"the scheduled run ending at {boundary:%H:%M}", lambda: any(
-            _when(r["data_interval_end"]) == boundary for r in api.dag_runs(LOGGER_DAG)),
-            180, airflow, every=2)
+        _wait(f"the scheduled run ending at {boundary:%H:%M}",
+              lambda end=boundary: any(_when(r["data_interval_end"]) == end
+                                       for r in api.dag_runs(LOGGER_DAG)), 180, airflow, every=2)
 
 
 def test_backfill_beside_scheduled_run_and_window_reload(tmp_path, local_hydroserver):
@@ -227,7 +235,6 @@ def test_backfill_beside_scheduled_run_and_window_reload(tmp_path, local_hydrose
             start_time=first.isoformat()))
 
         airflow = LocalAirflow(tmp_path / "home", dags, password="e2e-backfill-pw")
-        reload = None
         airflow.extra_env.update({
             "AIRFLOW_CONN_HYDROSERVER_DEFAULT": json.dumps({
                 "conn_type": "hydroserver", "host": hs.url,
@@ -235,10 +242,9 @@ def test_backfill_beside_scheduled_run_and_window_reload(tmp_path, local_hydrose
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__CORE__PARALLELISM": "4",
         })
+        reload = None
         try:
-            # Airflow's backfill command, before the scheduler starts: on SQLite it fails with
-            # "database is locked" beside a running scheduler (see the note above _backfill)
-            airflow.migrate()
+            airflow.migrate()  # the DAGs parsed and the backfill made before the scheduler starts
             airflow.reserialize()
             _backfill(airflow, first, last)
             airflow.start("standalone")
@@ -296,6 +302,10 @@ def test_backfill_beside_scheduled_run_and_window_reload(tmp_path, local_hydrose
     assert len(tis) == len(runs) and all(ti["state"] == "success" for ti in tis)
     ti_overlapping, ti_peak = _overlaps(_spans(tis))
     run_overlapping, run_peak = _overlaps(_spans(runs))
+    scheduled_ids = {r["dag_run_id"] for r in scheduled}
+    beside = any(_overlap(a, b)
+                 for a in _spans([t for t in tis if t["dag_run_id"] in scheduled_ids])
+                 for b in _spans([t for t in tis if t["dag_run_id"] not in scheduled_ids]))
     assert ti_peak >= 2, _spans(tis)
 
     # HydroServer holds exactly the source's rows of the windows that ran, each written once
@@ -320,7 +330,8 @@ def test_backfill_beside_scheduled_run_and_window_reload(tmp_path, local_hydrose
     print(f"\ne2e backfill: {len(windows)} windows ({len(backfilled)} backfilled, "
           f"{len(scheduled)} scheduled), {len(runs)} runs, {ti_overlapping} tasks overlapped "
           f"another (peak {ti_peak} at once; runs: {run_overlapping} overlapped, peak "
-          f"{run_peak}), HydroServer peak {hs.peak_in_flight} requests at once, "
+          f"{run_peak}; scheduled task beside a backfill task: {'yes' if beside else 'no'}), "
+          f"HydroServer peak {hs.peak_in_flight} requests at once, "
           f"{len(expected_level)} rows x 2 datastreams, reload {outcome['loaded']} loaded / "
           f"{outcome['revised']} revised / {outcome['removed']} removed; Airflow healthy after "
           f"{started:.0f} s, done and stopped after {stopped:.0f} s")
