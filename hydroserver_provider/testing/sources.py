@@ -104,6 +104,9 @@ class LocalSourceServer(BackgroundHTTPServer):
 
         class SourceHandler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # headers and body go out in two writes: without TCP_NODELAY, Nagle and the client's
+            # delayed ACK hold every answer back ~40 ms
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: object) -> None:  # keep test output quiet
                 pass

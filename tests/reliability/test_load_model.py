@@ -21,7 +21,7 @@ faults, ``loaded``/``revised``/``removed`` must equal what really changed).
 Every schedule derives from one seed; a failure prints it, and
 ``HYDROSERVER_MODEL_SEED=<seed> pytest tests/reliability/test_load_model.py`` replays it (thread
 interleavings differ from run to run, the schedule does not). ``HYDROSERVER_MODEL_SCHEDULES``
-sets how many schedules to run (default 240).
+sets how many schedules to run (default 400).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ T0 = datetime(2025, 6, 1, tzinfo=UTC)
 STEP = timedelta(minutes=15)
 HOUR = timedelta(hours=1)
 FIELDS = ("level", "temp")
-SCHEDULES = int(os.environ.get("HYDROSERVER_MODEL_SCHEDULES", "240"))
+SCHEDULES = int(os.environ.get("HYDROSERVER_MODEL_SCHEDULES", "400"))
 ONLY_SEED = os.environ.get("HYDROSERVER_MODEL_SEED")
 MAX_ATTEMPTS = 20  # tries of one run (Airflow's retries); still failing after them: a bug
 

@@ -19,6 +19,9 @@ App = Callable[[str, str, dict[str, str], bytes, str], Any]
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # headers and body go out in two writes: without TCP_NODELAY, Nagle and the client's
+    # delayed ACK hold every answer back ~40 ms
+    disable_nagle_algorithm = True
     server_version = "HydroServer-Local/1.11.2"
     sys_version = ""
     timeout = 120  # idle keep-alive connections are closed after this many seconds
