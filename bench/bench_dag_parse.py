@@ -139,7 +139,7 @@ from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import DAG, CronDataIntervalTimetable, DeltaDataIntervalTimetable
 
-from hydroserver_provider.etl.config import DataConnection
+from hydroserver_provider.definitions import DataConnection
 from hydroserver_provider.operators.ingest import HydroIngestOperator
 
 START = datetime(2025, 1, 1, tzinfo=timezone.utc)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from hydroserver_provider.etl.definitions import load_definition_file, parse_definitions
+from hydroserver_provider.definitions.files import load_definition_file, parse_definitions
 
 
 def connection(i: int) -> dict:

@@ -61,10 +61,10 @@ class TimedSession(requests.Session):
 def _one_feature(job: dict, limiter, times: list[float]) -> int:
     """What one mapped instance does for its feature; returns the observations loaded (or, when
     the job has no datastreams, fetched: Hydrocron only, no HydroServer)."""
-    from hydroserver_provider.etl.config import Mapping, parse_data_connection
-    from hydroserver_provider.etl.hydrocron import HydrocronClient, HydrocronQuery
-    from hydroserver_provider.etl.hydroserver import Credentials, HydroServerClient
-    from hydroserver_provider.etl.pipeline import run_ingestion
+    from hydroserver_provider.definitions import Mapping, parse_data_connection
+    from hydroserver_provider.sources.hydrocron.client import HydrocronClient, HydrocronQuery
+    from hydroserver_provider.hydroserver.client import Credentials, HydroServerClient
+    from hydroserver_provider.pipeline import run_ingestion
 
     if not job["datastreams"]:
         query = HydrocronQuery("Reach", job["feature"], ("wse", "width"), overlap=0)
@@ -86,12 +86,12 @@ def _one_feature(job: dict, limiter, times: list[float]) -> int:
 def _slot_worker(jobs, results, ready, rate: float, share: int, go) -> None:  # noqa: ANN001
     """One executor slot: runs mapped instances one after the other, each with a fresh limiter
     at rate / share that it keeps until its pace allows another request (the hold)."""
-    from hydroserver_provider.etl.ratelimit import RateLimiter
+    from hydroserver_provider.sources.ratelimit import RateLimiter
 
-    import hydroserver_provider.etl.hydrocron_parse  # noqa: F401  (what a task process has
-    import hydroserver_provider.etl.pipeline  # noqa: F401   imported before it runs)
+    import hydroserver_provider.sources.hydrocron.parse  # noqa: F401  (what a task process has
+    import hydroserver_provider.pipeline  # noqa: F401   imported before it runs)
 
-    from hydroserver_provider.etl.hydrocron import HydrocronClient  # noqa: F401
+    from hydroserver_provider.sources.hydrocron.client import HydrocronClient  # noqa: F401
 
     times: list[float] = []
     loaded = 0
@@ -181,7 +181,7 @@ def bench_mapped(features: int, rate: float, share: int, load: bool) -> dict:
 
 
 def bench_threads(features: int, rate: float, load: bool, threads: int = 8) -> dict:
-    from hydroserver_provider.etl.ratelimit import RateLimiter
+    from hydroserver_provider.sources.ratelimit import RateLimiter
 
     hydrocron, hydroserver, jobs = _serve(features, load)
     limiter = RateLimiter(rate)

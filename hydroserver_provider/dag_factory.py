@@ -52,7 +52,7 @@ How broken definitions surface
     So the errors are reported from a *second, DAG-less* file: :func:`register_dags` (used by
     ``dags/hydroserver_ingestion.py``) builds every valid task and only logs the problems, and
     :func:`raise_definition_errors` (used by ``dags/hydroserver_definition_check.py``) raises one
-    :class:`~hydroserver_provider.etl.errors.DefinitionErrors` listing every problem as
+    :class:`~hydroserver_provider.errors.DefinitionErrors` listing every problem as
     ``<file>: task '<name>': field '<field>': ...``. That file owns no DAG, so its import error
     stales nothing, and it clears itself once the definitions are fixed. ``tests`` prove both
     halves with a ``DagBag`` and with a real dag-processor run against SQLite.
@@ -90,12 +90,13 @@ from .compat import (
     Param,
     get_parsing_context,
 )
-from .etl.durations import parse_duration
-from .etl.errors import DefinitionError, DefinitionErrors
+from .definitions.durations import parse_duration
+from .errors import DefinitionError, DefinitionErrors
+from .defaults import CHUNK_ROWS, HYDROSERVER_CONN_ID
 
 if TYPE_CHECKING:
-    from .etl.config import Task
-    from .etl.definitions import DefinitionFile
+    from .definitions import Task
+    from .definitions.files import DefinitionFile
 
 __all__ = [
     "DAG_ID_PREFIX",
@@ -128,9 +129,7 @@ INGEST_TASK_ID = "ingest"
 DEFAULT_START_DATE = datetime(2024, 1, 1, tzinfo=timezone.utc)
 """``start_date`` of a task without ``start_time``: fixed, so parsing is deterministic."""
 
-DEFAULT_CHUNK_ROWS = 50_000
-"""Observations per HydroServer request; equals ``etl.hydroserver.DEFAULT_CHUNK_ROWS``, which is
-not imported here because that module imports requests and numpy."""
+DEFAULT_CHUNK_ROWS = CHUNK_ROWS
 
 _MAX_DAG_ID = 250  # Airflow's key length limit
 _MAX_TAG = 100  # Airflow's tag length limit
@@ -145,7 +144,7 @@ ISO_DATETIME_PATTERN = (
     r"(:[0-5]\d(\.\d{1,9})?)?(Z|z|[+-]([01]\d|2[0-3]):?[0-5]\d)?$"
 )
 
-# The settings this module turns into DAG / operator arguments. etl.config checks the values
+# The settings this module turns into DAG / operator arguments. the definitions check the values
 # of the keys it knows; a key it lets through that is not here is reported, not ignored.
 _DAG_SETTINGS = frozenset({
     "dag_id", "tags", "max_active_runs", "max_active_tasks", "catchup", "dagrun_timeout",
@@ -262,7 +261,7 @@ def _settings(airflow: Mapping[str, Any], location: str) -> tuple[_Settings | No
             continue
         (dag if key in _DAG_SETTINGS else operator)[key] = value
 
-    conn_id = airflow.get("hydroserver_conn_id") or "hydroserver_default"
+    conn_id = airflow.get("hydroserver_conn_id") or HYDROSERVER_CONN_ID
     chunk_rows = airflow.get("chunk_rows")
     if chunk_rows is None:
         chunk_rows = DEFAULT_CHUNK_ROWS
@@ -764,7 +763,7 @@ def _build_dags(folder: Path, only_dag_id: str | None, build: bool) -> BuildResu
         fast = _build_only(folder, only_dag_id)
         if fast is not None:
             return fast
-    from .etl.definitions import load_definitions  # noqa: PLC0415
+    from .definitions.files import load_definitions  # noqa: PLC0415
 
     files, errors = load_definitions(folder)
     return build_loaded(files, errors, only_dag_id=only_dag_id, build=build)
@@ -816,7 +815,7 @@ def _raw_dag_id(raw_task: Mapping[str, Any]) -> str | None:
 def _raw_keys(raw_task: Mapping[str, Any]) -> set[tuple[str, str]]:
     """What a task could conflict on across the folder (name, id, target datastreams, DAG id),
     read from the raw document; a superset of what the loader compares, never less."""
-    from .etl.config import MAPPING_KEYS  # noqa: PLC0415
+    from .definitions import MAPPING_KEYS  # noqa: PLC0415
 
     keys: set[tuple[str, str]] = set()
     name = raw_task.get("name")
@@ -866,7 +865,7 @@ def _build_only(folder: Path, wanted: str) -> BuildResult | None:
     and nothing it could conflict on (name, HydroServer id, target datastream, DAG id) appears in
     any other task: then the full load would have accepted or refused it exactly like this.
     """
-    from .etl.definitions import _read_file, definition_paths, parse_definitions  # noqa: PLC0415
+    from .definitions.files import _read_file, definition_paths, parse_definitions  # noqa: PLC0415
 
     if not folder.is_dir():
         return None

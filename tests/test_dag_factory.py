@@ -15,8 +15,8 @@ import pytest  # noqa: E402
 
 from hydroserver_provider import dag_factory as factory  # noqa: E402
 from hydroserver_provider.compat import AirflowFailException  # noqa: E402
-from hydroserver_provider.etl.definitions import load_definition_file  # noqa: E402
-from hydroserver_provider.etl.errors import DefinitionErrors  # noqa: E402
+from hydroserver_provider.definitions.files import load_definition_file  # noqa: E402
+from hydroserver_provider.errors import DefinitionErrors  # noqa: E402
 from hydroserver_provider.operators.ingest import HydroIngestOperator  # noqa: E402
 
 UTC = timezone.utc
@@ -544,7 +544,7 @@ def test_missing_folder_is_reported(tmp_path):
 
 
 def test_default_chunk_rows_matches_the_client():
-    from hydroserver_provider.etl.hydroserver import DEFAULT_CHUNK_ROWS
+    from hydroserver_provider.hydroserver.client import DEFAULT_CHUNK_ROWS
 
     assert factory.DEFAULT_CHUNK_ROWS == DEFAULT_CHUNK_ROWS
 

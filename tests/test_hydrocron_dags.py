@@ -19,7 +19,7 @@ import pytest  # noqa: E402
 
 from hydroserver_provider import dag_factory as factory  # noqa: E402
 from hydroserver_provider.compat import AirflowFailException  # noqa: E402
-from hydroserver_provider.etl.ratelimit import shared_limiter  # noqa: E402
+from hydroserver_provider.sources.ratelimit import shared_limiter  # noqa: E402
 from hydroserver_provider.operators.ingest import HydroIngestOperator  # noqa: E402
 from hydroserver_provider.testing.hydrocron import LocalHydrocron, synthetic_passes  # noqa: E402
 

@@ -14,9 +14,10 @@ import os
 import sys
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator, Sequence
+from ..defaults import HYDROSERVER_CONN_ID
 
 API_KEY_ENV = "HYDROSERVER_API_KEY"
-DEFAULT_CONN_ID = "hydroserver_default"
+DEFAULT_CONN_ID = HYDROSERVER_CONN_ID
 
 
 class CommandError(Exception):
@@ -30,7 +31,7 @@ def reports_errors(func: Callable[[argparse.Namespace], int]) -> Callable[[argpa
 
     @functools.wraps(func)
     def wrapper(args: argparse.Namespace) -> int:
-        from ..etl.errors import HydroServerProviderError  # noqa: PLC0415
+        from hydroserver_provider.errors import HydroServerProviderError  # noqa: PLC0415
 
         try:
             return func(args)
@@ -110,7 +111,7 @@ def hydroserver_client(args: argparse.Namespace,
         api_key = args.api_key or os.environ.get(API_KEY_ENV)
         if not api_key:
             raise CommandError(f"--url needs an API key: set {API_KEY_ENV} (or pass --api-key)")
-        from ..etl.hydroserver import Credentials, HydroServerClient  # noqa: PLC0415
+        from hydroserver_provider.hydroserver.client import Credentials, HydroServerClient  # noqa: PLC0415
 
         client = HydroServerClient(args.url, Credentials(api_key=api_key))
         return client, client.url
@@ -123,7 +124,7 @@ def hydroserver_client(args: argparse.Namespace,
     try:
         hook.url  # noqa: B018 - resolves the connection now, so a missing one fails here
     except Exception as exc:  # AirflowNotFoundException and friends
-        from ..etl.errors import HydroServerProviderError  # noqa: PLC0415
+        from hydroserver_provider.errors import HydroServerProviderError  # noqa: PLC0415
 
         if isinstance(exc, HydroServerProviderError):
             raise

@@ -133,8 +133,8 @@ def plan_import(raw_connections: list[dict], raw_tasks: list[dict], *, auth_from
     never a silent change of meaning).
     """
     from ..dag_factory import build_loaded, slugify  # noqa: PLC0415
-    from ..etl.definitions import parse_definitions  # noqa: PLC0415
-    from ..etl.placeholders import redact_url  # noqa: PLC0415
+    from hydroserver_provider.definitions.files import parse_definitions  # noqa: PLC0415
+    from hydroserver_provider.sources.placeholders import redact_url  # noqa: PLC0415
 
     plan = ImportPlan()
     connections: dict[str, dict] = {}
@@ -289,7 +289,7 @@ def _schedules(client: Any, plan: ImportPlan, disable: bool) -> int:
               "schedule: switch those schedules off in HydroServer (or import with "
               "--disable-server-schedules) when the DAGs take over, so that each runs once.")
         return 0
-    from ..etl.errors import HydroServerAPIError  # noqa: PLC0415
+    from hydroserver_provider.errors import HydroServerAPIError  # noqa: PLC0415
 
     done, failed = [], []
     for task_id, name in plan.scheduled:

@@ -73,8 +73,8 @@ def _preview(args: argparse.Namespace) -> int:
                            "window: give --start and --end")
 
     from ..dag_factory import dag_id_for  # noqa: PLC0415
-    from ..etl.errors import IngestionFailed  # noqa: PLC0415
-    from ..etl.pipeline import RunOptions, run_ingestion  # noqa: PLC0415
+    from hydroserver_provider.errors import IngestionFailed  # noqa: PLC0415
+    from hydroserver_provider.pipeline import RunOptions, run_ingestion  # noqa: PLC0415
 
     mappings, feature_note = _preview_mappings(task, args.feature)
     client, where = hydroserver_client(
@@ -142,7 +142,7 @@ def definitions_location(given: str | None) -> Path:
 def find_task(location: Path, wanted: str) -> tuple[Any, str]:
     """The loaded task named ``wanted`` (any case and spacing) or with that DAG id."""
     from ..dag_factory import dag_id_for  # noqa: PLC0415
-    from ..etl.definitions import load_definition_paths  # noqa: PLC0415
+    from hydroserver_provider.definitions.files import load_definition_paths  # noqa: PLC0415
 
     if not location.exists():
         raise CommandError(f"the definitions folder {location} does not exist: pass "
@@ -182,7 +182,7 @@ def preview_window(task: Any, start: str | None, end: str | None,
                    now: datetime) -> tuple[Any, str]:
     """The run window and where it comes from: the options, else the schedule's last complete
     interval ending at ``now`` (what a manual run of the DAG gets), else none."""
-    from ..etl.placeholders import RunWindow  # noqa: PLC0415
+    from hydroserver_provider.sources.placeholders import RunWindow  # noqa: PLC0415
 
     if (start is None) != (end is None):
         raise CommandError("give both --start and --end, or neither")

@@ -1,7 +1,7 @@
 """``hydroserver-airflow runs TASK`` and ``trigger TASK``: run history and manual runs.
 
 HydroServer's ``task.list_runs(...)`` / ``task.get_run(...)`` / ``task.trigger()``, answered by
-Airflow's REST API (see :mod:`hydroserver_provider.run_history` for how Airflow's states map to
+Airflow's REST API (see :mod:`hydroserver_provider.runs.history` for how Airflow's states map to
 PENDING / STARTED / SUCCESS / FAILURE). The API server and an Airflow user come from
 ``--api-url`` / ``--username`` / ``--password`` or ``AIRFLOW_API_URL`` / ``AIRFLOW_USERNAME`` /
 ``AIRFLOW_PASSWORD`` (or a token in ``AIRFLOW_API_TOKEN``); nothing printed contains them.
@@ -22,7 +22,7 @@ TERMINAL = ("SUCCESS", "FAILURE")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ..run_history import STATUSES  # noqa: PLC0415
+    from hydroserver_provider.runs.history import STATUSES  # noqa: PLC0415
 
     runs = subparsers.add_parser(
         "runs", help="list the runs of a task (newest first) or show one run",
@@ -66,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_api_options(parser: argparse.ArgumentParser) -> None:
-    from ..airflow_api import ENV_PASSWORD, ENV_TOKEN, ENV_URL, ENV_USERNAME  # noqa: PLC0415
+    from hydroserver_provider.runs.api import ENV_PASSWORD, ENV_TOKEN, ENV_URL, ENV_USERNAME  # noqa: PLC0415
 
     group = parser.add_argument_group(
         "Airflow API", f"the API server and an Airflow user; default ${ENV_URL}, "
@@ -97,7 +97,7 @@ def _positive(text: str) -> int:
 
 
 def _api(args: argparse.Namespace) -> Any:
-    from ..airflow_api import AirflowAPI  # noqa: PLC0415
+    from hydroserver_provider.runs.api import AirflowAPI  # noqa: PLC0415
 
     return AirflowAPI.from_env(args.api_url, args.username, args.password)
 
@@ -124,7 +124,7 @@ def _print_run(run: Any) -> None:
 
 @reports_errors
 def run_runs(args: argparse.Namespace) -> int:
-    from ..run_history import get_run, list_runs, resolve_dag_id  # noqa: PLC0415
+    from hydroserver_provider.runs.history import get_run, list_runs, resolve_dag_id  # noqa: PLC0415
 
     with _api(args) as api:
         dag_id = resolve_dag_id(api, args.task)
@@ -156,7 +156,7 @@ def run_runs(args: argparse.Namespace) -> int:
 
 @reports_errors
 def run_trigger(args: argparse.Namespace) -> int:
-    from ..run_history import get_run, resolve_dag_id, task_run  # noqa: PLC0415
+    from hydroserver_provider.runs.history import get_run, resolve_dag_id, task_run  # noqa: PLC0415
 
     if (args.start is None) != (args.end is None):
         raise CommandError("a window needs both --start and --end")

@@ -12,7 +12,7 @@ Connection type ``hydrocron``:
 
 Hydrocron needs no account, so ``hydrocron_default`` may be left undefined: the hook then talks
 to the public endpoint anonymously. The requests themselves live in
-:class:`~hydroserver_provider.etl.hydrocron.HydrocronClient`, shared with the Airflow-free core.
+:class:`~hydroserver_provider.sources.hydrocron.client.HydrocronClient`, shared with the Airflow-free core.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from datetime import timedelta
 from typing import Any
 
 from ..compat import AirflowNotFoundException, BaseHook, mask_secret
-from ..etl.errors import HydroServerProviderError
-from ..etl.http import RetryPolicy
-from ..etl.hydrocron import (
+from hydroserver_provider.errors import HydroServerProviderError
+from hydroserver_provider.retries import RetryPolicy
+from hydroserver_provider.sources.hydrocron.client import (
     DEFAULT_MIN_WINDOW,
     DEFAULT_TIMEOUT,
     DEFAULT_URL,
@@ -34,7 +34,8 @@ from ..etl.hydrocron import (
     HydrocronResult,
     normalize_base_url,
 )
-from ..etl.ratelimit import shared_limiter
+from hydroserver_provider.sources.ratelimit import shared_limiter
+from ..defaults import HYDROCRON_CONN_ID
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class HydrocronHook(BaseHook):
     """
 
     conn_name_attr = "hydrocron_conn_id"
-    default_conn_name = "hydrocron_default"
+    default_conn_name = HYDROCRON_CONN_ID
     conn_type = "hydrocron"
     hook_name = "NASA Hydrocron"
 

@@ -2,7 +2,7 @@
 
 Connection fields: host = HydroServer URL; either the ``api_key`` extra field (masked in the UI)
 or login/password (email and password, exchanged for a session token). The API calls themselves
-live in :class:`~hydroserver_provider.etl.hydroserver.HydroServerClient`, shared with the
+live in :class:`~hydroserver_provider.hydroserver.client.HydroServerClient`, shared with the
 Airflow-free ingestion core.
 """
 
@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..compat import BaseHook, mask_secret
-from ..etl.errors import HydroServerProviderError
-from ..etl.hydroserver import Credentials, HydroServerClient, normalize_url
-from ..etl.http import RetryPolicy
+from hydroserver_provider.errors import HydroServerProviderError
+from hydroserver_provider.hydroserver.client import Credentials, HydroServerClient, normalize_url
+from hydroserver_provider.retries import RetryPolicy
+from ..defaults import HYDROSERVER_CONN_ID
 
 
 class HydroServerHook(BaseHook, HydroServerClient):
@@ -24,7 +25,7 @@ class HydroServerHook(BaseHook, HydroServerClient):
     """
 
     conn_name_attr = "hydroserver_conn_id"
-    default_conn_name = "hydroserver_default"
+    default_conn_name = HYDROSERVER_CONN_ID
     conn_type = "hydroserver"
     hook_name = "HydroServer"
 

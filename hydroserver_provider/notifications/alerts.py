@@ -7,7 +7,7 @@ others), in the task's own process, with the task's context. It
 1. makes sure the run has a ``summary`` XCom: the operator pushes one when some datastreams
    failed; for a failure before any summary existed (the source answered 404, a connection is
    missing) a short one holding the error message is recorded, so run history always has a
-   message (see :mod:`hydroserver_provider.run_history`);
+   message (see :mod:`hydroserver_provider.runs.history`);
 2. e-mails the data connection's ``notification.recipient_emails``, if any: task, data
    interval, error, per-datastream outcome, links to the run and its log.
 
@@ -56,7 +56,7 @@ def safe_error_text(exc: BaseException | None) -> str:
     if exc is None:
         return "the task failed (no exception was reported; see the task log)"
     from ..compat import redact  # noqa: PLC0415
-    from ..etl.errors import HydroServerProviderError  # noqa: PLC0415
+    from hydroserver_provider.errors import HydroServerProviderError  # noqa: PLC0415
 
     name = type(exc).__name__
     if isinstance(exc, HydroServerProviderError) or name in _OWN_AIRFLOW_ERRORS \
@@ -144,7 +144,7 @@ def failure_report(context: Mapping[str, Any], *, task_name: str,
 
 
 def _is_ingestion_failure(exc: BaseException | None) -> bool:
-    from ..etl.errors import IngestionFailed  # noqa: PLC0415
+    from hydroserver_provider.errors import IngestionFailed  # noqa: PLC0415
 
     return isinstance(exc, IngestionFailed)
 

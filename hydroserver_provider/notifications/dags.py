@@ -20,12 +20,12 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from ..compat import DAG, BaseOperator
-from ..etl.errors import DefinitionError
+from hydroserver_provider.errors import DefinitionError
 from .alerts import FailureAlert
 from .digest import DigestTask
 
 if TYPE_CHECKING:
-    from ..etl.config import DataConnection, Task
+    from hydroserver_provider.definitions import DataConnection, Task
 
 __all__ = ["DIGEST_DAG_PREFIX", "DIGEST_TASK_ID", "HydroDigestOperator", "add_failure_alert",
            "build_digest_dags", "digest_dag_id", "digest_task"]
@@ -221,7 +221,7 @@ class HydroDigestOperator(BaseOperator):
             now - timedelta(days=1), now)
 
     def execute(self, context: Mapping[str, Any]) -> dict[str, Any]:
-        from ..airflow_api import AirflowAPI, iso_utc  # noqa: PLC0415
+        from hydroserver_provider.runs.api import AirflowAPI, iso_utc  # noqa: PLC0415
         from .digest import collect_digest  # noqa: PLC0415
         from .mail import build_message, send_message  # noqa: PLC0415
         from .render import render_digest  # noqa: PLC0415

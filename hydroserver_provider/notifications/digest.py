@@ -7,7 +7,7 @@ from the previous digest to this one -- and reports, per task: each run that sta
 their messages, and whether the task is *behind schedule*: no successful run for more than two
 of its intervals.
 
-Run history is read through Airflow's public REST API (:mod:`hydroserver_provider.run_history`):
+Run history is read through Airflow's public REST API (:mod:`hydroserver_provider.runs.history`):
 the Task SDK gives a task no way to list another DAG's runs by start time, and Airflow 3 keeps
 task code off the metadata database. Per task that is one request for the runs of the period,
 one per run for its summary XCom, and one or two for the last successful run.
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Sequence
 
-from ..run_history import TaskRun, list_runs, parse_time
+from hydroserver_provider.runs.history import TaskRun, list_runs, parse_time
 
 __all__ = ["DatastreamTotals", "Digest", "DigestTask", "TaskDigest", "behind_schedule",
            "collect_digest", "dropped_total", "schedule_period"]

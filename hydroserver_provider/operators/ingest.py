@@ -1,7 +1,7 @@
 """HydroIngestOperator: run one data connection and its mappings as an Airflow task.
 
 A thin adapter: it turns Airflow's context (data interval, connections, variables) into the
-plain-Python run of :func:`hydroserver_provider.etl.pipeline.run_ingestion`, and its summary into
+plain-Python run of :func:`hydroserver_provider.pipeline.run_ingestion`, and its summary into
 the task's XCom. ``__init__`` does no I/O; everything happens in ``execute``.
 """
 
@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any, Mapping, Sequence
 
 from ..compat import AirflowFailException, Asset, BaseOperator, Connection, Variable, mask_secret
+from ..defaults import CHUNK_ROWS, HYDROSERVER_CONN_ID
 
 
 def _datastream_asset_uri(host: str, datastream_id: str) -> str:
@@ -107,11 +108,11 @@ class HydroIngestOperator(BaseOperator):
         data_connection: Any,
         mappings: Sequence[Any],
         task_variables: Mapping[str, str] | None = None,
-        hydroserver_conn_id: str = "hydroserver_default",
+        hydroserver_conn_id: str = HYDROSERVER_CONN_ID,
         window_start: Any = None,
         window_end: Any = None,
         start_time: datetime | None = None,
-        chunk_rows: int | str = 50_000,
+        chunk_rows: int | str = CHUNK_ROWS,
         dry_run: bool | str = False,
         max_source_bytes: int = 2 * 1024**3,
         asset_host: str | None = None,
@@ -120,7 +121,7 @@ class HydroIngestOperator(BaseOperator):
         hydrocron_rate_share: int = 1,
         **kwargs: Any,
     ) -> None:
-        from ..etl.config import DataConnection, Mapping as MappingDef  # noqa: PLC0415
+        from hydroserver_provider.definitions import DataConnection, Mapping as MappingDef  # noqa: PLC0415
 
         self.data_connection = (data_connection if isinstance(data_connection, DataConnection)
                                 else DataConnection.model_validate(data_connection))
@@ -146,7 +147,7 @@ class HydroIngestOperator(BaseOperator):
     def _mask_secret_variables(self) -> None:
         """Tell Airflow's masker the values of secret placeholders (``?key={station_key}``), so
         no log line shows them, not even urllib3's debug line with the request's query."""
-        from ..etl.placeholders import secret_placeholder_names  # noqa: PLC0415
+        from hydroserver_provider.sources.placeholders import secret_placeholder_names  # noqa: PLC0415
 
         source_url = getattr(self.data_connection, "source_url", None) or ""
         for name in secret_placeholder_names(source_url):
@@ -162,7 +163,7 @@ class HydroIngestOperator(BaseOperator):
         something other than the run's data interval. A scheduled run's own data interval is
         not "given": an incremental source ignores it.
         """
-        from ..etl.placeholders import RunWindow  # noqa: PLC0415
+        from hydroserver_provider.sources.placeholders import RunWindow  # noqa: PLC0415
 
         start = _to_datetime(self.window_start, "window_start")
         end = _to_datetime(self.window_end, "window_end")
@@ -185,8 +186,8 @@ class HydroIngestOperator(BaseOperator):
                          reason=reason if explicit else None)
 
     def execute(self, context: Mapping[str, Any]) -> dict[str, Any]:
-        from ..etl.errors import DefinitionError, IngestionFailed  # noqa: PLC0415
-        from ..etl.pipeline import RunOptions, run_ingestion  # noqa: PLC0415
+        from hydroserver_provider.errors import DefinitionError, IngestionFailed  # noqa: PLC0415
+        from hydroserver_provider.pipeline import RunOptions, run_ingestion  # noqa: PLC0415
         from ..hooks.hydroserver import HydroServerHook  # noqa: PLC0415
 
         options = RunOptions(
@@ -224,7 +225,7 @@ class HydroIngestOperator(BaseOperator):
         payload = self.data_connection.payload
         if payload.type != "HYDROCRON":
             return None
-        from ..etl.ratelimit import shared_limiter  # noqa: PLC0415
+        from hydroserver_provider.sources.ratelimit import shared_limiter  # noqa: PLC0415
         from ..hooks.hydrocron import HydrocronHook  # noqa: PLC0415
 
         if any(m.feature_id for m in self.mappings):  # a fan-out instance: announce only its own

@@ -142,7 +142,7 @@ class LocalAirflow:
                            + self.log_tail())
 
     def api(self) -> Any:
-        from ..airflow_api import AirflowAPI  # noqa: PLC0415
+        from hydroserver_provider.runs.api import AirflowAPI  # noqa: PLC0415
 
         return AirflowAPI(self.url, username=ADMIN, password=self.password)
 

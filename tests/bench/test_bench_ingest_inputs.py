@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hydroserver_provider.etl.config import parse_data_connection
-from hydroserver_provider.etl.parse import parse_payload
+from hydroserver_provider.definitions import parse_data_connection
+from hydroserver_provider.sources.parse import parse_payload
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "ingest_inputs.py"
 

@@ -9,8 +9,8 @@ import pytest
 import hydroserver_provider.compat  # noqa: F401  (Airflow sets up its logging here, not under capsys)
 from hydroserver_provider import dag_factory
 from hydroserver_provider.cli import main
-from hydroserver_provider.etl.config import SourceAuth
-from hydroserver_provider.etl.definitions import load_definition_file, parse_definitions
+from hydroserver_provider.definitions import SourceAuth
+from hydroserver_provider.definitions.files import load_definition_file, parse_definitions
 
 SECRET = "x-api-secret-value-40217"
 CONN_ID = "hs_import"

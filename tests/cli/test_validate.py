@@ -9,7 +9,7 @@ import pytest
 
 import hydroserver_provider.compat  # noqa: F401  (Airflow sets up its logging here, not under capsys)
 from hydroserver_provider.cli import main
-from hydroserver_provider.etl.definitions import load_definitions
+from hydroserver_provider.definitions.files import load_definitions
 
 REPO = Path(__file__).resolve().parents[2]
 DS = "0e000000-0000-4000-8000-0000000000{:02d}"

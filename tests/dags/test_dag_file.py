@@ -156,8 +156,9 @@ def test_parsing_the_dag_file_imports_nothing_heavy(tmp_path):
         import json, runpy, sys
         namespace = runpy.run_path({str(INGESTION)!r})
         heavy = [m for m in ("pandas", "requests", "numpy") if m in sys.modules]
-        pipeline = [m for m in sys.modules if m.startswith("hydroserver_provider.etl.")
-                    and m.rsplit(".", 1)[1] in ("pipeline", "extract", "parse", "load")]
+        pipeline = [m for m in sys.modules if m in (
+            "hydroserver_provider.pipeline", "hydroserver_provider.sources.fetch",
+            "hydroserver_provider.sources.parse", "hydroserver_provider.hydroserver.load")]
         dags = sorted(k for k in namespace if k.startswith("hydroserver_demo"))
         print(json.dumps({{"heavy": heavy, "pipeline": pipeline, "dags": dags}}))
     """)

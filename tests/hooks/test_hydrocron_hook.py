@@ -14,9 +14,9 @@ os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="hydrocron-hook-te
 
 import pytest  # noqa: E402
 
-from hydroserver_provider.etl.errors import HydroServerProviderError  # noqa: E402
-from hydroserver_provider.etl.http import RetryPolicy  # noqa: E402
-from hydroserver_provider.etl.hydrocron import (  # noqa: E402
+from hydroserver_provider.errors import HydroServerProviderError  # noqa: E402
+from hydroserver_provider.retries import RetryPolicy  # noqa: E402
+from hydroserver_provider.sources.hydrocron.client import (  # noqa: E402
     DEFAULT_MIN_WINDOW,
     DEFAULT_URL,
     HydrocronQuery,

@@ -9,9 +9,9 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 
-from hydroserver_provider.etl.errors import HydroServerAPIError, HydroServerProviderError
-from hydroserver_provider.etl.hydroserver import AuthenticationError
-from hydroserver_provider.etl.http import RetryPolicy
+from hydroserver_provider.errors import HydroServerAPIError, HydroServerProviderError
+from hydroserver_provider.hydroserver.client import AuthenticationError
+from hydroserver_provider.retries import RetryPolicy
 from hydroserver_provider.hooks.hydroserver import HydroServerHook
 
 FAST = RetryPolicy(tries=4, backoff=0.01, max_delay=0.05, max_retry_after=0.2)

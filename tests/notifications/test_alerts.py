@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from hydroserver_provider.etl.errors import IngestionFailed, SourceError
+from hydroserver_provider.errors import IngestionFailed, SourceError
 from hydroserver_provider.notifications.alerts import FailureAlert, safe_error_text
 from hydroserver_provider.notifications.mail import EmailNotSent
 from hydroserver_provider.operators.ingest import HydroIngestOperator, _to_datetime

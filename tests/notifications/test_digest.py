@@ -161,7 +161,7 @@ def test_a_manual_digest_run_covers_the_last_schedule_period():
 
 
 def test_the_digest_needs_the_airflow_api_connection(smtp, monkeypatch):
-    from hydroserver_provider.etl.errors import HydroServerProviderError
+    from hydroserver_provider.errors import HydroServerProviderError
 
     monkeypatch.delenv("AIRFLOW_CONN_AIRFLOW_API_DEFAULT", raising=False)
     now = datetime(2025, 6, 1, tzinfo=UTC)

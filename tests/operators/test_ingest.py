@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from hydroserver_provider.etl.errors import IngestionFailed
+from hydroserver_provider.errors import IngestionFailed
 from hydroserver_provider.operators.ingest import HydroIngestOperator
 from hydroserver_provider.testing import stations
 from hydroserver_provider.testing.sources import LocalSourceServer

@@ -11,11 +11,11 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
-from hydroserver_provider.etl.config import DataConnection, Mapping
-from hydroserver_provider.etl.errors import HydroServerProviderError, IngestionFailed
-from hydroserver_provider.etl.hydroserver import Credentials, HydroServerClient
-from hydroserver_provider.etl.http import RetryPolicy
-from hydroserver_provider.etl.pipeline import RunOptions
+from hydroserver_provider.definitions import DataConnection, Mapping
+from hydroserver_provider.errors import HydroServerProviderError, IngestionFailed
+from hydroserver_provider.hydroserver.client import Credentials, HydroServerClient
+from hydroserver_provider.retries import RetryPolicy
+from hydroserver_provider.pipeline import RunOptions
 from hydroserver_provider.testing import stations
 from hydroserver_provider.testing.sources import LocalSourceServer
 

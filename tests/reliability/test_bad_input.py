@@ -29,16 +29,16 @@ import pytest
 import yaml
 from reliability_support import make_client, options
 
-from hydroserver_provider.etl.config import DataConnection, Mapping
-from hydroserver_provider.etl.definitions import load_definition_file
-from hydroserver_provider.etl.errors import (
+from hydroserver_provider.definitions import DataConnection, Mapping
+from hydroserver_provider.definitions.files import load_definition_file
+from hydroserver_provider.errors import (
     DefinitionError,
     IngestionFailed,
     ParseError,
     SourceError,
 )
-from hydroserver_provider.etl.pipeline import run_ingestion
-from hydroserver_provider.etl.placeholders import RunWindow
+from hydroserver_provider.pipeline import run_ingestion
+from hydroserver_provider.sources.placeholders import RunWindow
 from hydroserver_provider.testing.sources import LocalSourceServer
 
 NAME = "Station 7"
@@ -511,9 +511,9 @@ def test_viewer_api_key_cannot_write(local_hydroserver, source):
 
 MEASURE = textwrap.dedent("""
     import json, resource, sys
-    from hydroserver_provider.etl.config import DataConnection, Mapping
-    from hydroserver_provider.etl.hydroserver import Credentials, HydroServerClient
-    from hydroserver_provider.etl.pipeline import RunOptions, run_ingestion
+    from hydroserver_provider.definitions import DataConnection, Mapping
+    from hydroserver_provider.hydroserver.client import Credentials, HydroServerClient
+    from hydroserver_provider.pipeline import RunOptions, run_ingestion
 
     job = json.loads(sys.argv[1])
     connection = DataConnection.model_validate(job["connection"])

@@ -22,9 +22,9 @@ from datetime import datetime, timedelta
 import pytest
 from reliability_support import UTC, StationSource, make_client, options
 
-from hydroserver_provider.etl.errors import IngestionFailed
-from hydroserver_provider.etl.pipeline import run_ingestion
-from hydroserver_provider.etl.placeholders import RunWindow
+from hydroserver_provider.errors import IngestionFailed
+from hydroserver_provider.pipeline import run_ingestion
+from hydroserver_provider.sources.placeholders import RunWindow
 
 ROUNDS = 8
 
@@ -124,11 +124,11 @@ def test_the_races_really_happen(tally):
 WORKER = """
 import json, sys
 from datetime import datetime
-from hydroserver_provider.etl.config import DataConnection, Mapping
-from hydroserver_provider.etl.errors import IngestionFailed
-from hydroserver_provider.etl.hydroserver import Credentials, HydroServerClient
-from hydroserver_provider.etl.pipeline import RunOptions, run_ingestion
-from hydroserver_provider.etl.placeholders import RunWindow
+from hydroserver_provider.definitions import DataConnection, Mapping
+from hydroserver_provider.errors import IngestionFailed
+from hydroserver_provider.hydroserver.client import Credentials, HydroServerClient
+from hydroserver_provider.pipeline import RunOptions, run_ingestion
+from hydroserver_provider.sources.placeholders import RunWindow
 
 job = json.loads(sys.argv[1])
 window = RunWindow(*map(datetime.fromisoformat, job["window"])) if job["window"] else None

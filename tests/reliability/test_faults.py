@@ -38,9 +38,9 @@ from reliability_support import (
     wait_until_idle,
 )
 
-from hydroserver_provider.etl.errors import IngestionFailed, SourceError
-from hydroserver_provider.etl.pipeline import run_ingestion
-from hydroserver_provider.etl.placeholders import RunWindow
+from hydroserver_provider.errors import IngestionFailed, SourceError
+from hydroserver_provider.pipeline import run_ingestion
+from hydroserver_provider.sources.placeholders import RunWindow
 
 BASE_SEED = int(os.environ.get("HYDROSERVER_FAULT_SEED", "20250601"))
 RUNS = int(os.environ.get("HYDROSERVER_FAULT_RUNS", "30"))
@@ -286,10 +286,10 @@ def test_a_chunk_failing_after_n_chunks_is_completed_by_the_next_try(windowed, s
 KILLED_WORKER = textwrap.dedent("""
     import json, sys
     from datetime import datetime
-    from hydroserver_provider.etl.config import DataConnection, Mapping
-    from hydroserver_provider.etl.hydroserver import Credentials, HydroServerClient
-    from hydroserver_provider.etl.pipeline import RunOptions, run_ingestion
-    from hydroserver_provider.etl.placeholders import RunWindow
+    from hydroserver_provider.definitions import DataConnection, Mapping
+    from hydroserver_provider.hydroserver.client import Credentials, HydroServerClient
+    from hydroserver_provider.pipeline import RunOptions, run_ingestion
+    from hydroserver_provider.sources.placeholders import RunWindow
 
     job = json.loads(sys.argv[1])
     window = RunWindow(*map(datetime.fromisoformat, job["window"])) if job["window"] else None

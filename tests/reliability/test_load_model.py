@@ -37,11 +37,11 @@ from typing import Any
 import pytest
 from reliability_support import FAST, TIMEOUT
 
-from hydroserver_provider.etl.config import DataConnection, Mapping
-from hydroserver_provider.etl.errors import HydroServerProviderError, IngestionFailed
-from hydroserver_provider.etl.hydroserver import Credentials, HydroServerClient
-from hydroserver_provider.etl.pipeline import RunOptions, run_ingestion
-from hydroserver_provider.etl.placeholders import RunWindow
+from hydroserver_provider.definitions import DataConnection, Mapping
+from hydroserver_provider.errors import HydroServerProviderError, IngestionFailed
+from hydroserver_provider.hydroserver.client import Credentials, HydroServerClient
+from hydroserver_provider.pipeline import RunOptions, run_ingestion
+from hydroserver_provider.sources.placeholders import RunWindow
 from hydroserver_provider.testing.hydroserver import LocalHydroServer
 from hydroserver_provider.testing.sources import LocalSourceServer
 

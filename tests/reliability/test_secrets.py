@@ -437,7 +437,7 @@ def test_operator_success_and_failure_paths_leak_no_secret(airflow_env, caplog, 
 
 @pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"Hydrocron fixtures not found at {FIXTURES}")
 def test_hydrocron_key_stays_in_its_header(monkeypatch, caplog, tally):
-    from hydroserver_provider.etl.hydrocron import HydrocronQuery
+    from hydroserver_provider.sources.hydrocron.client import HydrocronQuery
     from hydroserver_provider.hooks.hydrocron import HydrocronHook
     from hydroserver_provider.testing.hydrocron import LocalHydrocron
 

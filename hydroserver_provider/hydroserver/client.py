@@ -1,0 +1,471 @@
+"""HydroServer REST client: authentication, sessions, retries and the calls ingestion needs.
+
+Plain Python (no Airflow), so the ingestion core, the CLI and the benchmarks share it;
+``HydroServerHook`` builds one from an Airflow connection. Every API-key request costs a real
+HydroServer about a second of CPU, so the calls here are shaped to need few requests: metadata
+for many datastreams in one list call, observations in large chunks.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable, Iterator, Literal, Sequence
+
+import numpy as np
+import orjson
+import requests
+
+from hydroserver_provider.errors import HydroServerAPIError, HydroServerProviderError
+from hydroserver_provider.retries import RetriesExhausted, RetryPolicy, send_with_retries
+from ..defaults import CHUNK_ROWS
+
+log = logging.getLogger(__name__)
+
+BulkMode = Literal["append", "insert", "backfill", "replace"]
+DEFAULT_CHUNK_ROWS = CHUNK_ROWS
+MAX_PAGE_SIZE = 100_000
+_NUMPY_JSON = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
+
+
+class AuthenticationError(HydroServerProviderError):
+    """HydroServer refused the credentials (wrong API key, email or password)."""
+
+
+@dataclass(frozen=True, repr=False)
+class Credentials:
+    """An API key, or an email and password exchanged for a session token."""
+
+    api_key: str | None = None
+    email: str | None = None
+    password: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.api_key and not (self.email and self.password):
+            raise AuthenticationError(
+                "HydroServer credentials are missing: expected an API key, or an email and a "
+                "password"
+            )
+
+    @property
+    def kind(self) -> str:
+        return "API key" if self.api_key else "email/password"
+
+    def __repr__(self) -> str:  # never show the secret
+        return f"Credentials({self.kind})"
+
+
+def normalize_url(url: str) -> str:
+    """``host`` or ``https://host/`` -> ``https://host`` (the API paths are appended to it)."""
+    url = url.strip()
+    if "://" not in url:
+        url = f"https://{url}"
+    return url.rstrip("/")
+
+
+def to_utc_iso(moment: datetime | np.datetime64 | str) -> str:
+    """ISO 8601 in UTC with ``Z``; naive datetimes are taken as UTC."""
+    if isinstance(moment, str):
+        return moment
+    if isinstance(moment, np.datetime64):
+        return orjson.loads(orjson.dumps(moment.astype("datetime64[us]"), option=_NUMPY_JSON))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """A HydroServer timestamp (``...Z`` or ``...+00:00``) as an aware UTC datetime."""
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
+
+
+class _SessionToken:
+    """The session token of email/password credentials, shared by a client and its forks, so
+    that one login serves every thread and an expired token is renewed by one of them only."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.value: str | None = None
+
+    def get(self, login: Callable[[], str]) -> str:
+        with self._lock:
+            if self.value is None:
+                self.value = login()
+            return self.value
+
+    def expire(self, used: str) -> None:
+        """Forget ``used`` -- unless another thread already replaced it by a fresh token."""
+        with self._lock:
+            if self.value == used:
+                self.value = None
+
+
+class HydroServerClient:
+    """A small, obvious client for the parts of HydroServer's API the provider uses.
+
+    One ``requests.Session`` per client (keep-alive); requests does not promise that a Session
+    is safe to share between threads, so a thread that needs its own calls :meth:`fork`.
+    Transient failures are retried by ``retry``; a 401 with a session token logs in again once;
+    any other error raises :class:`HydroServerAPIError` carrying the status and HydroServer's
+    ``detail``.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        credentials: Credentials | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float | tuple[float, float] = (10.0, 300.0),
+        session: requests.Session | None = None,
+    ) -> None:
+        self._url = normalize_url(url) if url else None
+        self._credentials = credentials
+        self.retry = retry or RetryPolicy()
+        self.timeout = timeout
+        self._session = session or requests.Session()
+        self._session.headers["Accept"] = "application/json"
+        self._token = _SessionToken()
+        self._units: dict[str, dict] = {}  # units by id, fetched once per client (one run)
+
+    def fork(self) -> HydroServerClient:
+        """A client for another thread: same server, credentials, session token and settings,
+        its own ``requests.Session``."""
+        twin = HydroServerClient(self.url, self.credentials, retry=self.retry,
+                                 timeout=self.timeout)
+        twin._token = self._token
+        twin._units = self._units
+        return twin
+
+    def _resolve(self) -> None:
+        """Fill in the URL and credentials when they were not given (subclasses read them late)."""
+        raise HydroServerProviderError("HydroServer URL and credentials are missing")
+
+    @property
+    def url(self) -> str:
+        if self._url is None:
+            self._resolve()
+        return self._url  # type: ignore[return-value]
+
+    @property
+    def credentials(self) -> Credentials:
+        if self._credentials is None:
+            self._resolve()
+        return self._credentials  # type: ignore[return-value]
+
+    def __repr__(self) -> str:
+        auth = self._credentials.kind if self._credentials else "unresolved"
+        return f"{type(self).__name__}(url={self._url!r}, auth={auth})"
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> HydroServerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- transport
+    def _auth_headers(self) -> dict[str, str]:
+        if self.credentials.api_key:
+            return {"X-Api-Key": self.credentials.api_key}
+        return {"Authorization": f"Bearer {self._token.get(self._login)}"}
+
+    def _login(self) -> str:
+        response = self._send(
+            "POST",
+            "/api/auth/app/session",
+            json={"email": self.credentials.email, "password": self.credentials.password},
+            authenticated=False,
+        )
+        if response.status_code != 200:
+            raise AuthenticationError(
+                f"HydroServer at {self.url} refused the login for {self.credentials.email!r} "
+                f"(HTTP {response.status_code}): check the connection's email and password"
+            )
+        token = (response.json().get("meta") or {}).get("session_token")
+        if not token:
+            raise AuthenticationError(
+                f"HydroServer at {self.url} accepted the login but returned no session token"
+            )
+        return token
+
+    def _send(self, method: str, path: str, *, authenticated: bool = True,
+              **kwargs: Any) -> requests.Response:
+        headers = dict(kwargs.pop("headers", None) or {})
+        if authenticated:
+            headers.update(self._auth_headers())
+        try:
+            return send_with_retries(
+                self._session, method, self.url + path, policy=self.retry, headers=headers,
+                timeout=self.timeout, describe=f"HydroServer {method} {path}", **kwargs,
+            )
+        except RetriesExhausted as exc:
+            raise HydroServerAPIError(method, path, None, f"{exc} ({exc.last})") from None
+
+    def request(self, method: str, path: str, *, expected: Iterable[int] = (200,),
+                **kwargs: Any) -> requests.Response:
+        """Send an authenticated request; raise :class:`HydroServerAPIError` unless ``expected``."""
+        used = self._token.value
+        response = self._send(method, path, **kwargs)
+        if response.status_code == 401 and used is not None:
+            log.info("HydroServer session expired; logging in again")
+            self._token.expire(used)
+            response = self._send(method, path, **kwargs)
+        if response.status_code not in expected:
+            if response.status_code == 401:
+                raise AuthenticationError(
+                    f"HydroServer at {self.url} answered 401 to {method} {path}: the "
+                    f"{self.credentials.kind} was not accepted"
+                )
+            raise HydroServerAPIError(
+                method, path, response.status_code, _detail(response),
+                after_transport_error=getattr(response, "after_transport_error", False))
+        return response
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self.request(method, path, **kwargs).json()
+
+    def iter_pages(self, path: str, params: dict[str, Any] | None = None,
+                   page_size: int = 1000) -> Iterator[list[dict]]:
+        """Yield each page of a list endpoint, following ``X-Total-Pages``."""
+        page = 1
+        while True:
+            response = self.request(
+                "GET", path, params={**(params or {}), "page": page, "page_size": page_size}
+            )
+            yield response.json()
+            total_pages = int(response.headers.get("X-Total-Pages") or 1)
+            if page >= total_pages:
+                return
+            page += 1
+
+    def list_all(self, path: str, params: dict[str, Any] | None = None,
+                 page_size: int = 1000) -> list[dict]:
+        return [item for page in self.iter_pages(path, params, page_size) for item in page]
+
+    # ---------------------------------------------------------------- datastreams
+    def get_datastream(self, datastream_id: str) -> dict:
+        return self._json("GET", f"/api/data/datastreams/{datastream_id}")
+
+    def list_datastreams(self, **filters: Any) -> list[dict]:
+        """Every datastream matching HydroServer's list filters (e.g. ``workspace_id=...``)."""
+        return self.list_all("/api/data/datastreams", filters, page_size=MAX_PAGE_SIZE)
+
+    def get_datastreams(self, datastream_ids: Sequence[str],
+                        workspace_id: str | None = None) -> dict[str, dict]:
+        """Metadata of many datastreams in as few requests as possible.
+
+        One list request of their workspace when it is known; otherwise one GET of the first
+        datastream (which names the workspace) and one list -- or plain GETs for two or fewer.
+        Ids the list did not contain (other workspaces) are then read one by one.
+        A missing datastream raises :class:`HydroServerAPIError` (404) naming it.
+        """
+        wanted = list(dict.fromkeys(datastream_ids))
+        found: dict[str, dict] = {}
+        if len(wanted) > 1 and (workspace_id is not None or len(wanted) > 2):
+            if workspace_id is None:
+                first = self.get_datastream(wanted[0])
+                found[first["id"]] = first
+                workspace_id = first["workspaceId"]
+            for item in self.list_datastreams(workspace_id=workspace_id):
+                if item["id"] in wanted:
+                    found[item["id"]] = item
+        for datastream_id in wanted:
+            if datastream_id not in found:
+                found[datastream_id] = self.get_datastream(datastream_id)
+        return {datastream_id: found[datastream_id] for datastream_id in wanted}
+
+    def get_units(self, unit_ids: Sequence[str], *,
+                  datastream_ids: Sequence[str] = ()) -> dict[str, dict]:
+        """Units by id (``{symbol, name, ...}``), in as few requests as possible.
+
+        Units this client already read are not asked again. One missing unit: one GET. More: one
+        list call filtered on the datastreams using them (``GET /api/data/units?datastream_id=``
+        ...), then single GETs for what that list lacked. A unit HydroServer will not show
+        (403/404) is left out rather than failing: the caller decides what an unknown unit means.
+        """
+        wanted = [u for u in dict.fromkeys(unit_ids) if u]
+        missing = [u for u in wanted if u not in self._units]
+        if len(missing) > 1 and datastream_ids:
+            params = {"datastream_id": list(dict.fromkeys(datastream_ids))}
+            for unit in self.list_all("/api/data/units", params, page_size=MAX_PAGE_SIZE):
+                if unit.get("id") in missing:
+                    self._units[unit["id"]] = unit
+        for unit_id in missing:
+            if unit_id not in self._units:
+                try:
+                    self._units[unit_id] = self._json("GET", f"/api/data/units/{unit_id}")
+                except HydroServerAPIError as exc:
+                    if exc.status not in (403, 404):
+                        raise
+        return {u: self._units[u] for u in wanted if u in self._units}
+
+    # --------------------------------------------------------------- observations
+    def bulk_create_observations(
+        self,
+        datastream_id: str,
+        timestamps: np.ndarray | Sequence[datetime | str],
+        values: np.ndarray | Sequence[float],
+        *,
+        mode: BulkMode = "append",
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        on_chunk: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """Write observations in chunks of ``chunk_rows``; returns the number of rows sent.
+
+        ``timestamps`` are UTC (numpy ``datetime64`` or datetimes/ISO strings); ``values`` must be
+        finite numbers (HydroServer answers 500 to a null). Each chunk is one request that
+        HydroServer applies whole or not at all; ``on_chunk(sent_so_far, total)`` reports progress.
+        In ``replace`` mode each chunk replaces the range its own timestamps span.
+        """
+        ts = _as_datetime64(timestamps)
+        vals = np.asarray(values, dtype="float64")
+        if len(ts) != len(vals):
+            raise ValueError(f"{len(ts)} timestamps but {len(vals)} values")
+        if not np.isfinite(vals).all():
+            raise ValueError("values must be finite numbers: NaN/inf would make HydroServer fail")
+        path = f"/api/data/datastreams/{datastream_id}/observations/bulk-create"
+        total = len(ts)
+        for start in range(0, total, max(1, chunk_rows)):
+            stop = min(total, start + chunk_rows)
+            body = serialize_observations(ts[start:stop], vals[start:stop])
+            self.request("POST", path, params={"mode": mode}, data=body,
+                         headers={"Content-Type": "application/json"}, expected=(200, 201))
+            if on_chunk:
+                on_chunk(stop, total)
+        return total
+
+    def bulk_delete_observations(self, datastream_id: str, start: datetime | str | None,
+                                 end: datetime | str | None) -> None:
+        """Delete the stored observations with ``start <= phenomenonTime <= end`` (None: open)."""
+        self.request(
+            "POST",
+            f"/api/data/datastreams/{datastream_id}/observations/bulk-delete",
+            json={
+                "phenomenonTimeStart": None if start is None else to_utc_iso(start),
+                "phenomenonTimeEnd": None if end is None else to_utc_iso(end),
+            },
+            expected=(200, 204),
+        )
+
+    def get_observations(self, datastream_id: str, start: datetime | str | None = None,
+                         end: datetime | str | None = None) -> tuple[list[datetime], list[float]]:
+        """Stored observations (inclusive range) in time order, read in column format."""
+        params: dict[str, Any] = {"format": "column", "order_by": "phenomenonTime"}
+        if start is not None:
+            params["phenomenon_time_min"] = to_utc_iso(start)
+        if end is not None:
+            params["phenomenon_time_max"] = to_utc_iso(end)
+        times: list[datetime] = []
+        results: list[float] = []
+        for page in self.iter_pages(f"/api/data/datastreams/{datastream_id}/observations",
+                                    params, page_size=MAX_PAGE_SIZE):
+            times.extend(parse_time(t) for t in page.get("phenomenonTime", []))
+            results.extend(page.get("result", []))
+        return times, results
+
+    def get_observation_arrays(self, datastream_id: str, start: datetime | str | None = None,
+                               end: datetime | str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Stored observations (inclusive range) in time order as numpy arrays: UTC
+        ``datetime64[us]`` and ``float64`` -- what the loader compares its rows with."""
+        params: dict[str, Any] = {"format": "column", "order_by": "phenomenonTime"}
+        if start is not None:
+            params["phenomenon_time_min"] = to_utc_iso(start)
+        if end is not None:
+            params["phenomenon_time_max"] = to_utc_iso(end)
+        times: list[str] = []
+        results: list[float] = []
+        for page in self.iter_pages(f"/api/data/datastreams/{datastream_id}/observations",
+                                    params, page_size=MAX_PAGE_SIZE):
+            times.extend(page.get("phenomenonTime", []))
+            results.extend(page.get("result", []))
+        return _utc_datetime64(times), np.asarray(results, dtype="float64")
+
+    # ------------------------------------------------------------------------ ETL
+    def list_workspaces(self, associated_only: bool = True) -> list[dict]:
+        return self.list_all("/api/data/workspaces", {"is_associated": associated_only})
+
+    def list_data_connections(self, workspace_id: str | None = None) -> list[dict]:
+        params = {"workspace_id": workspace_id} if workspace_id else {}
+        return self.list_all("/api/data/etl/data-connections", params)
+
+    def get_data_connection(self, data_connection_id: str) -> dict:
+        return self._json("GET", f"/api/data/etl/data-connections/{data_connection_id}")
+
+    def list_tasks(self, workspace_id: str | None = None,
+                   data_connection_id: str | None = None) -> list[dict]:
+        """Tasks with their mappings and data connection (HydroServer's expanded form)."""
+        params: dict[str, Any] = {k: v for k, v in (("workspace_id", workspace_id),
+                                                    ("data_connection_id", data_connection_id)) if v}
+        return self.list_all("/api/data/etl/tasks", {**params, "expand_related": True})
+
+    def get_task(self, task_id: str) -> dict:
+        """One task with its mappings and data connection (HydroServer's expanded form)."""
+        return self._json("GET", f"/api/data/etl/tasks/{task_id}",
+                          params={"expand_related": True})
+
+    def update_task_schedule(self, task_id: str, **schedule: Any) -> dict:
+        """Patch a task's schedule, e.g. ``enabled=False`` to stop HydroServer's own runs."""
+        return self._json("PATCH", f"/api/data/etl/tasks/{task_id}", json={"schedule": schedule})
+
+    # ---------------------------------------------------------------------- check
+    def check(self) -> str:
+        """Prove the URL and credentials work; returns a sentence for the UI's Test button."""
+        workspaces = self.list_workspaces()
+        if not workspaces:
+            raise AuthenticationError(
+                f"HydroServer at {self.url} answered, but no workspace is associated with this "
+                f"{self.credentials.kind}"
+            )
+        names = ", ".join(sorted(w.get("name", w.get("id", "?")) for w in workspaces)[:5])
+        return f"Connected to HydroServer at {self.url} ({len(workspaces)} workspace(s): {names})"
+
+
+def serialize_observations(timestamps: np.ndarray, values: np.ndarray) -> bytes:
+    """The column-form bulk-create body, serialised straight from numpy arrays."""
+    return orjson.dumps({"phenomenonTime": timestamps, "result": values}, option=_NUMPY_JSON)
+
+
+def _as_datetime64(timestamps: np.ndarray | Sequence[datetime | str]) -> np.ndarray:
+    if isinstance(timestamps, np.ndarray) and timestamps.dtype.kind == "M":
+        return timestamps.astype("datetime64[us]", copy=False)
+    converted = [
+        np.datetime64(to_utc_iso(parse_time(t) if isinstance(t, str) else t).rstrip("Z"), "us")
+        for t in timestamps
+    ]
+    return np.array(converted, dtype="datetime64[us]")
+
+
+def _utc_datetime64(times: Sequence[str]) -> np.ndarray:
+    """HydroServer's timestamps (``...+00:00`` or ``...Z``) as UTC ``datetime64[us]``."""
+    naive = [t[:-6] if t.endswith("+00:00") else t[:-1] if t.endswith("Z") else None
+             for t in times]
+    if all(t is not None for t in naive):  # the usual case: numpy parses them all at once
+        return np.array(naive, dtype="datetime64[us]")
+    return _as_datetime64(list(times))
+
+
+def _detail(response: requests.Response) -> Any:
+    """HydroServer's ``detail`` (or the first bytes of a non-JSON body, on one line: an HTML
+    error page of Django or a proxy shows as its title)."""
+    try:
+        body = response.json()
+    except ValueError:
+        text = response.text.strip()
+        title = re.search(r"<title>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+        if title:
+            return f"an HTML page titled {' '.join(title.group(1).split())!r}"
+        return " ".join(re.sub(r"<[^>]+>", " ", text[:300]).split()) or response.reason
+    if isinstance(body, dict) and "detail" in body:
+        return body["detail"]
+    return body

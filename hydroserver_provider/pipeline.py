@@ -1,0 +1,284 @@
+"""One ingestion run: metadata -> URL -> fetch -> parse -> load -> summary.
+
+The order keeps HydroServer requests to a minimum: one metadata call for every mapped datastream
+(it also answers ``latest_observation_timestamp``), then the writes. The summary mirrors
+HydroServer's run record (status, message, result) and never contains a secret.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Callable, Mapping, Sequence
+
+from .definitions import DataConnection, Mapping as MappingDef
+from .errors import HydroServerAPIError, IngestionFailed
+from .sources.fetch import DEFAULT_MAX_BYTES, SourceRequest, open_source
+from .retries import RetryPolicy
+from .hydroserver.client import DEFAULT_CHUNK_ROWS, HydroServerClient, parse_time, to_utc_iso
+from .hydroserver.load import DatastreamOutcome, load_datastream
+from .sources.parse import ParseResult, ParsedSeries, parse_payload
+from .sources.placeholders import EPOCH, RunWindow, resolve_url
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Knobs of one run; the defaults suit a scheduled run."""
+
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
+    dry_run: bool = False
+    source_headers: Mapping[str, str] = field(default_factory=dict)
+    source_timeout: float | tuple[float, float] = (10.0, 300.0)
+    source_retry: RetryPolicy = RetryPolicy()
+    max_source_bytes: int = DEFAULT_MAX_BYTES
+    # datastreams written at the same time: a real HydroServer spends ~0.1 ms per stored row,
+    # so writing several datastreams concurrently divides a large run's wall time
+    parallel_datastreams: int = 4
+
+
+def oldest_end(metadata: Mapping[str, Mapping[str, Any]], fallback: datetime | None,
+               lookback: timedelta | None = None) -> datetime:
+    """``latest_observation_timestamp``: the oldest end among the datastreams (minus the
+    ``lookback`` the run re-checks), or ``fallback``.
+
+    A datastream with no data yet pulls the value back to the task's start time (else 1970), so
+    that datastream is filled from the beginning too.
+    """
+    ends = [parse_time(m.get("phenomenonEndTime")) for m in metadata.values()]
+    if not ends or any(end is None for end in ends):
+        return fallback or EPOCH
+    return min(ends) - (lookback or timedelta(0))  # type: ignore[type-var,operator]
+
+
+def mode_reason(connection: DataConnection, window: RunWindow, windowed: bool,
+                lookback: timedelta | None) -> str:
+    """Why a run loads the way it does, in one sentence (the summary's ``mode_reason``)."""
+    if windowed and window.explicit and not connection.uses_window:
+        return (f"this run was given its window ({window.reason or 'explicit window'}): it "
+                "reloads that window, although the source URL is incremental")
+    if windowed:
+        given = f" ({window.reason})" if window.explicit and window.reason else ""
+        return f"the source URL takes the run's window{given}: the run reloads that window"
+    text = "the source URL has no window placeholder: rows after each datastream's newest " \
+           "observation are loaded"
+    if lookback:
+        text += f", and missing or revised rows of the {_duration_text(lookback)} before it"
+    return text
+
+
+def _duration_text(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{seconds} s"
+
+
+def run_ingestion(
+    client: HydroServerClient,
+    connection: DataConnection,
+    mappings: Sequence[MappingDef],
+    *,
+    window: RunWindow | None = None,
+    task_variables: Mapping[str, str] | None = None,
+    start_time: datetime | None = None,
+    options: RunOptions = RunOptions(),
+    on_parsed: Callable[[ParseResult], None] | None = None,
+    hydrocron: Any = None,
+    feature_id: str | None = None,
+) -> dict[str, Any]:
+    """Run one data connection into its mapped datastreams; returns the run summary.
+
+    Raises :class:`IngestionFailed` (carrying the summary) when any datastream failed, after
+    every other datastream was loaded. Source and parse errors raise before anything is written.
+    ``on_parsed`` receives the parsed series before anything is loaded (the summary only counts
+    them; a preview shows and plots them).
+    A ``HYDROCRON`` connection is fetched with ``hydrocron`` (a
+    :class:`~.hydrocron.HydrocronClient`; None: the public endpoint, anonymously) for the feature
+    ``feature_id`` (default: the definition's), see :mod:`.hydrocron_ingest`.
+    """
+    began = time.monotonic()
+    window = window or RunWindow()
+    windowed = window.bounded and (connection.uses_window or window.explicit)
+    lookback = connection.lookback
+    secrets = tuple(v for v in options.source_headers.values() if v)
+    targets = [m.target_datastream_id for m in mappings]
+
+    metadata, missing = _metadata(client, targets, connection.workspace_id)
+
+    def latest_observation() -> datetime:
+        if windowed and window.explicit:  # a reload: every placeholder comes from its window
+            return window.start  # type: ignore[return-value]
+        return oldest_end(metadata, start_time, lookback)
+
+    hydrocron_run = None
+    if connection.payload.type == "HYDROCRON":
+        from .sources.hydrocron.source import fetch_for_run  # noqa: PLC0415
+
+        hydrocron_run = fetch_for_run(
+            hydrocron, connection, mappings, window=window, task_variables=task_variables,
+            feature_id=feature_id, latest_observation=latest_observation)
+        parsed, windowed = hydrocron_run.parse_result, hydrocron_run.windowed
+        lookback = hydrocron_run.lookback
+        url, values = hydrocron_run.url, {"feature_id": hydrocron_run.feature_id}
+        hydrocron_run.check_units(client, mappings, metadata)
+    else:
+        resolved = resolve_url(
+            connection, window, task_variables=task_variables,
+            latest_observation=latest_observation, secrets=secrets,
+        )
+        url, values = resolved.redacted_url, resolved.values
+        log.info("Fetching %s", resolved.redacted_url)
+        request = SourceRequest(
+            url=resolved.url, headers=tuple(options.source_headers.items()),
+            redacted_url=resolved.redacted_url, timeout=options.source_timeout,
+            retry=options.source_retry, max_bytes=options.max_source_bytes,
+        )
+        identifiers = list(dict.fromkeys(m.source_identifier for m in mappings))
+        with open_source(request) as stream:
+            parsed = parse_payload(stream, connection, identifiers)
+    log.info("Read %s rows from the source", f"{parsed.rows_read:,}")
+    reason = mode_reason(connection, window, windowed, lookback)
+    log.info("Mode: %s (%s)", "windowed" if windowed else "incremental", reason)
+    if on_parsed is not None:
+        on_parsed(parsed)
+    load_window = (hydrocron_run.load_window if hydrocron_run is not None
+                   else (window.start, window.end) if windowed else None)
+    clients = _ThreadClients(client)
+
+    def load(mapping: MappingDef) -> DatastreamOutcome:
+        outcome = DatastreamOutcome(mapping.target_datastream_id, mapping.source_identifier)
+        outcome.dropped = dict(parsed.dropped.get(mapping.source_identifier, {}))
+        if mapping.target_datastream_id in missing:
+            outcome.error = missing[mapping.target_datastream_id]
+            return outcome
+        if mapping.source_identifier in parsed.missing:
+            outcome.error = parsed.missing[mapping.source_identifier]
+            return outcome
+        series: ParsedSeries | None = parsed.series[mapping.source_identifier]
+        if hydrocron_run is not None:  # units checked (and converted) per datastream
+            series = hydrocron_run.prepare(outcome, series)
+        if series is not None:
+            load_datastream(
+                clients.get(), outcome, series, metadata[mapping.target_datastream_id],
+                window=load_window, lookback=lookback,  # type: ignore[arg-type]
+                chunk_rows=options.chunk_rows, dry_run=options.dry_run,
+            )
+        return outcome
+
+    workers = max(1, min(options.parallel_datastreams, len(mappings)))
+    try:
+        if workers == 1:
+            outcomes = [load(mapping) for mapping in mappings]
+        else:  # HydroServer stores each datastream's chunks independently: overlap them
+            with ThreadPoolExecutor(workers, thread_name_prefix="hydroserver-load") as pool:
+                outcomes = list(pool.map(load, mappings))
+    finally:
+        clients.close()
+
+    summary = _summary(outcomes, parsed, url, values, window, windowed, options.dry_run,
+                       time.monotonic() - began)
+    summary["mode_reason"] = reason
+    if hydrocron_run is not None:
+        summary["hydrocron"] = hydrocron_run.summary()
+        summary["message"] = f"{hydrocron_run.describe()} {summary['message']}"
+    log.info(summary["message"])
+    if summary["status"] == "FAILURE":
+        raise IngestionFailed(summary["message"], summary)
+    return summary
+
+
+class _ThreadClients:
+    """One HydroServer client per loading thread: the run's own client in the thread that made
+    it, a :meth:`~.hydroserver.HydroServerClient.fork` (own Session, shared login) elsewhere."""
+
+    def __init__(self, client: HydroServerClient) -> None:
+        self._client = client
+        self._owner = threading.get_ident()
+        self._local = threading.local()
+        self._forks: list[HydroServerClient] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> HydroServerClient:
+        if threading.get_ident() == self._owner:
+            return self._client
+        fork = getattr(self._local, "client", None)
+        if fork is None:
+            fork = self._local.client = self._client.fork()
+            with self._lock:
+                self._forks.append(fork)
+        return fork
+
+    def close(self) -> None:
+        for fork in self._forks:
+            fork.close()
+
+
+def _metadata(client: HydroServerClient, targets: list[str],
+              workspace_id: str | None) -> tuple[dict[str, dict], dict[str, str]]:
+    """Metadata by datastream id, and an error text for each id HydroServer would not give.
+
+    A malformed id (HydroServer answers 422) fails its own datastream only, like a missing one.
+    """
+    try:
+        return client.get_datastreams(targets, workspace_id=workspace_id), {}
+    except HydroServerAPIError as exc:
+        if exc.status not in (403, 404, 422):
+            raise
+    metadata, missing = {}, {}
+    for datastream_id in dict.fromkeys(targets):  # find out which ones are missing
+        try:
+            metadata[datastream_id] = client.get_datastream(datastream_id)
+        except HydroServerAPIError as exc:
+            if exc.status == 422:
+                missing[datastream_id] = (
+                    f"datastream id {datastream_id!r} is not a HydroServer datastream id "
+                    f"(expected a UUID such as 0190a6c4-5f3e-7a4b-9c1d-2e3f4a5b6c7d; HTTP 422)"
+                )
+                continue
+            if exc.status not in (403, 404):
+                raise
+            missing[datastream_id] = (
+                f"datastream {datastream_id} does not exist or these credentials cannot see it "
+                f"(HTTP {exc.status}: {exc.detail})"
+            )
+    return metadata, missing
+
+
+def _summary(outcomes: list[DatastreamOutcome], parsed: ParseResult, url: str,
+             variables: dict[str, str], window: RunWindow, windowed: bool, dry_run: bool,
+             seconds: float) -> dict[str, Any]:
+    failed = [o for o in outcomes if o.failed]
+    loaded = sum(o.loaded for o in outcomes)
+    into = sum(1 for o in outcomes if o.loaded)
+    verb = "Would load" if dry_run else "Loaded"
+    if failed:
+        names = "; ".join(f"{o.name or o.datastream_id}: {o.error}" for o in failed)
+        message = (f"{len(failed)} of {len(outcomes)} datastreams failed ({names}). "
+                   f"{verb} {loaded} observations into {into} datastreams.")
+    elif loaded:
+        message = f"{verb} {loaded} observations into {into} datastreams."
+    else:
+        message = "Already up to date."
+    return {
+        "status": "FAILURE" if failed else "SUCCESS",
+        "message": message,
+        "dry_run": dry_run,
+        "mode": "windowed" if windowed else "incremental",
+        "window": ({"start": to_utc_iso(window.start), "end": to_utc_iso(window.end)}
+                   if window.bounded else None),
+        "url": url,
+        "variables": variables,
+        "rows_read": parsed.rows_read,
+        "loaded": loaded,
+        "timestamps": parsed.timestamps.as_dict(),
+        "datastreams": [o.as_dict() for o in outcomes],
+        "seconds": round(seconds, 3),
+    }
