@@ -25,12 +25,12 @@ from ingest_measure import emit, peak_rss_mib, read_args, rss_mib
 from hydroserver_provider.sources import csv_reader  # noqa: F401  (loaded by parse_payload on use)
 from hydroserver_provider.definitions import Mapping, parse_data_connection
 from hydroserver_provider.hydroserver.client import (
-    DEFAULT_CHUNK_ROWS,
     Credentials,
     HydroServerClient,
     serialize_observations,
 )
 from hydroserver_provider.sources.parse import parse_payload
+from hydroserver_provider.defaults import CHUNK_ROWS
 from hydroserver_provider.pipeline import run_ingestion
 
 
@@ -73,7 +73,7 @@ def parse(args: dict) -> dict:
 
 def serialize(args: dict) -> dict:
     series = _parse(args["path"]).series
-    chunk = int(args.get("chunk_rows") or DEFAULT_CHUNK_ROWS)
+    chunk = int(args.get("chunk_rows") or CHUNK_ROWS)
     size = rows = bodies = 0
     first = b""
     with profiled(args.get("profile")):

@@ -5,6 +5,6 @@ the errors of ``definitions/`` are raised here, where they name the definition f
 the field, while ``hydroserver_ingestion.py`` keeps loading and scheduling the valid tasks.
 """
 
-from hydroserver_provider.dag_factory import raise_definition_errors
+from hydroserver_provider.factory import raise_definition_errors
 
 raise_definition_errors(dag_file=__file__)

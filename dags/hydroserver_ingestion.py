@@ -5,6 +5,6 @@ definitions are skipped here (logged) and reported as an import error by
 ``hydroserver_definition_check.py``, so they never stop the other DAGs.
 """
 
-from hydroserver_provider.dag_factory import register_dags
+from hydroserver_provider.factory import register_dags
 
 register_dags(globals())

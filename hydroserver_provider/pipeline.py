@@ -19,7 +19,8 @@ from .definitions import DataConnection, Mapping as MappingDef
 from .errors import HydroServerAPIError, IngestionFailed
 from .sources.fetch import DEFAULT_MAX_BYTES, SourceRequest, open_source
 from .retries import RetryPolicy
-from .hydroserver.client import DEFAULT_CHUNK_ROWS, HydroServerClient, parse_time, to_utc_iso
+from .defaults import CHUNK_ROWS
+from .hydroserver.client import HydroServerClient, parse_time, to_utc_iso
 from .hydroserver.load import DatastreamOutcome, load_datastream
 from .sources.parse import ParseResult, ParsedSeries, parse_payload
 from .sources.placeholders import EPOCH, RunWindow, resolve_url
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 class RunOptions:
     """Knobs of one run; the defaults suit a scheduled run."""
 
-    chunk_rows: int = DEFAULT_CHUNK_ROWS
+    chunk_rows: int = CHUNK_ROWS
     dry_run: bool = False
     source_headers: Mapping[str, str] = field(default_factory=dict)
     source_timeout: float | tuple[float, float] = (10.0, 300.0)

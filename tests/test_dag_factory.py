@@ -13,7 +13,9 @@ os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="hydroserver-dag-f
 
 import pytest  # noqa: E402
 
-from hydroserver_provider import dag_factory as factory  # noqa: E402
+from hydroserver_provider import factory  # noqa: E402
+from hydroserver_provider.defaults import CHUNK_ROWS  # noqa: E402
+from hydroserver_provider.factory.schedules import RunWindow  # noqa: E402
 from hydroserver_provider.compat import AirflowFailException  # noqa: E402
 from hydroserver_provider.definitions.files import load_definition_file  # noqa: E402
 from hydroserver_provider.errors import DefinitionErrors  # noqa: E402
@@ -352,7 +354,7 @@ def test_params_defaults_and_validation(tmp_path):
     dag = one_dag(tmp_path, "interval: 1\ninterval_period: hours")
     op = dag.get_task("ingest")
     assert dag.params.validate() == {"window_start": None, "window_end": None, "dry_run": False,
-                                     "chunk_rows": factory.DEFAULT_CHUNK_ROWS}
+                                     "chunk_rows": CHUNK_ROWS}
     schema = dag.params.get_param("window_start").schema
     assert schema["type"] == ["null", "string"] and schema["format"] == "date-time"
 
@@ -543,22 +545,16 @@ def test_missing_folder_is_reported(tmp_path):
         factory.raise_definition_errors(tmp_path / "nowhere")
 
 
-def test_default_chunk_rows_matches_the_client():
-    from hydroserver_provider.hydroserver.client import DEFAULT_CHUNK_ROWS
-
-    assert factory.DEFAULT_CHUNK_ROWS == DEFAULT_CHUNK_ROWS
-
-
 def test_run_window_macro_directly():
     hourly = factory.RunWindowMacro("t", windowed=True, interval_seconds=3600)
-    assert hourly(run()) == factory._Window("2025-05-05T09:07:00+00:00",
+    assert hourly(run()) == RunWindow("2025-05-05T09:07:00+00:00",
                                             "2025-05-05T10:07:00+00:00")
     manual = factory.RunWindowMacro("t", windowed=False)
-    assert manual(run()) == factory._Window("", "")
+    assert manual(run()) == RunWindow("", "")
     # an incremental task never gets the schedule's window from the macro (it would reload it):
     # only the trigger form's window or a backfill's interval make its run own a window
     incremental = factory.RunWindowMacro("t", windowed=False, interval_seconds=3600)
-    assert incremental(run()) == factory._Window("", "")
+    assert incremental(run()) == RunWindow("", "")
 
 
 def test_garbage_collection_is_restored_after_a_build(tmp_path):

@@ -17,7 +17,7 @@ os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="hydroserver-hydro
 
 import pytest  # noqa: E402
 
-from hydroserver_provider import dag_factory as factory  # noqa: E402
+from hydroserver_provider import factory  # noqa: E402
 from hydroserver_provider.compat import AirflowFailException  # noqa: E402
 from hydroserver_provider.sources.ratelimit import shared_limiter  # noqa: E402
 from hydroserver_provider.operators.ingest import HydroIngestOperator  # noqa: E402

@@ -9,9 +9,9 @@ import sys
 
 import hydroserver_provider
 
-CORE = ("definitions", "sources", "hydroserver", "timestamps", "pipeline", "errors", "defaults",
-        "retries")
-AIRFLOW_SIDE = ("hooks", "operators", "notifications", "factory", "dag_factory", "cli", "runs",
+CORE = ("definitions", "sources", "hydroserver", "timestamps", "periods", "pipeline", "errors",
+        "defaults", "retries")
+AIRFLOW_SIDE = ("hooks", "operators", "notifications", "factory", "cli", "runs",
                 "demo", "testing", "compat")
 
 

@@ -132,7 +132,7 @@ def plan_import(raw_connections: list[dict], raw_tasks: list[dict], *, auth_from
     document is loaded again and must give back the same models, else this raises (a bug here,
     never a silent change of meaning).
     """
-    from ..dag_factory import build_loaded, slugify  # noqa: PLC0415
+    from ..factory import build_loaded, slugify  # noqa: PLC0415
     from hydroserver_provider.definitions.files import parse_definitions  # noqa: PLC0415
     from hydroserver_provider.sources.placeholders import redact_url  # noqa: PLC0415
 

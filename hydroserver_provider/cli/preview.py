@@ -72,7 +72,7 @@ def _preview(args: argparse.Namespace) -> int:
         raise CommandError(f"task '{task.name}' has no schedule and its source URL needs a "
                            "window: give --start and --end")
 
-    from ..dag_factory import dag_id_for  # noqa: PLC0415
+    from ..factory import dag_id_for  # noqa: PLC0415
     from hydroserver_provider.errors import IngestionFailed  # noqa: PLC0415
     from hydroserver_provider.pipeline import RunOptions, run_ingestion  # noqa: PLC0415
 
@@ -128,7 +128,7 @@ def _preview(args: argparse.Namespace) -> int:
 
 def definitions_location(given: str | None) -> Path:
     """``--definitions``, else the folder the DAG file reads (same environment variable)."""
-    from ..dag_factory import DEFINITIONS_DIR_ENV  # noqa: PLC0415
+    from ..factory import DEFINITIONS_DIR_ENV  # noqa: PLC0415
 
     if given:
         return Path(given)
@@ -141,7 +141,7 @@ def definitions_location(given: str | None) -> Path:
 
 def find_task(location: Path, wanted: str) -> tuple[Any, str]:
     """The loaded task named ``wanted`` (any case and spacing) or with that DAG id."""
-    from ..dag_factory import dag_id_for  # noqa: PLC0415
+    from ..factory import dag_id_for  # noqa: PLC0415
     from hydroserver_provider.definitions.files import load_definition_paths  # noqa: PLC0415
 
     if not location.exists():
@@ -192,7 +192,7 @@ def preview_window(task: Any, start: str | None, end: str | None,
             raise CommandError(f"--start ({begin.isoformat()}) must be before --end "
                                f"({finish.isoformat()})")
         return RunWindow(begin, finish), "from --start/--end"
-    from ..dag_factory import last_schedule_period, schedule_timing  # noqa: PLC0415
+    from ..periods import last_schedule_period, schedule_timing  # noqa: PLC0415
 
     timing = schedule_timing(task.schedule)
     period = last_schedule_period(now, **timing)
@@ -216,7 +216,7 @@ def _iso(moment: datetime) -> str:
 def _preview_mappings(task: Any, feature: str | None) -> tuple[list[Any], str]:
     """The mappings to preview: all of them, or for a Hydrocron task fanning out over features,
     those of one feature (``--feature``, else the first) -- one instance of its mapped task."""
-    from ..dag_factory import fan_out_features  # noqa: PLC0415
+    from ..factory import fan_out_features  # noqa: PLC0415
 
     features = fan_out_features(task)
     if not features:

@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 @reports_errors
 def run(args: argparse.Namespace) -> int:
-    from ..dag_factory import build_loaded  # noqa: PLC0415
+    from ..factory import build_loaded  # noqa: PLC0415
     from hydroserver_provider.definitions.files import load_definition_paths  # noqa: PLC0415
 
     files, errors = load_definition_paths(args.paths)

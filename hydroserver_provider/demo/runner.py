@@ -51,7 +51,7 @@ def _start_airflow() -> Any:
 
 def _dag_ids() -> dict[str, str]:
     """Task name -> the DAG id the factory gives it (an ``airflow: {dag_id}`` included)."""
-    from hydroserver_provider.dag_factory import dag_id_for, definitions_folder  # noqa: PLC0415
+    from hydroserver_provider.factory import dag_id_for, definitions_folder  # noqa: PLC0415
     from hydroserver_provider.definitions.files import load_definitions  # noqa: PLC0415
 
     dag_file = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]) / "hydroserver_ingestion.py"

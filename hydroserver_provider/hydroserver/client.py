@@ -26,7 +26,6 @@ from ..defaults import CHUNK_ROWS
 log = logging.getLogger(__name__)
 
 BulkMode = Literal["append", "insert", "backfill", "replace"]
-DEFAULT_CHUNK_ROWS = CHUNK_ROWS
 MAX_PAGE_SIZE = 100_000
 _NUMPY_JSON = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
 
@@ -318,7 +317,7 @@ class HydroServerClient:
         values: np.ndarray | Sequence[float],
         *,
         mode: BulkMode = "append",
-        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        chunk_rows: int = CHUNK_ROWS,
         on_chunk: Callable[[int, int], None] | None = None,
     ) -> int:
         """Write observations in chunks of ``chunk_rows``; returns the number of rows sent.

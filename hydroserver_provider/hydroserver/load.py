@@ -32,7 +32,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from hydroserver_provider.errors import HydroServerAPIError, HydroServerProviderError
-from .client import DEFAULT_CHUNK_ROWS, HydroServerClient, parse_time, to_utc_iso
+from ..defaults import CHUNK_ROWS
+from .client import HydroServerClient, parse_time, to_utc_iso
 from hydroserver_provider.sources.parse import ParsedSeries
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,7 @@ def load_datastream(
     *,
     window: tuple[datetime, datetime] | None,
     lookback: timedelta | None = None,
-    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    chunk_rows: int = CHUNK_ROWS,
     dry_run: bool = False,
 ) -> DatastreamOutcome:
     """Load ``series`` into one datastream; errors are recorded in ``outcome``, not raised.

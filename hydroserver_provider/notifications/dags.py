@@ -20,7 +20,10 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from ..compat import DAG, BaseOperator
-from hydroserver_provider.errors import DefinitionError
+from ..errors import DefinitionError
+from ..factory.ids import slugify
+from ..factory.schedules import DEFAULT_START_DATE, schedule_text, timetable_for
+from ..periods import last_schedule_period, schedule_timing
 from .alerts import FailureAlert
 from .digest import DigestTask
 
@@ -46,16 +49,12 @@ def add_failure_alert(dag: DAG, task: Task) -> None:
 
 
 def digest_dag_id(connection_name: str) -> str:
-    from ..dag_factory import slugify  # noqa: PLC0415
-
     slug = slugify(connection_name) or "c_" + hashlib.sha1(
         connection_name.encode("utf-8")).hexdigest()[:10]
     return (DIGEST_DAG_PREFIX + slug)[:250]
 
 
 def digest_task(task: Task, dag_id: str) -> DigestTask:
-    from ..dag_factory import schedule_timing  # noqa: PLC0415
-
     return DigestTask(dag_id=dag_id, name=task.name, enabled=task.schedule.enabled,
                       **schedule_timing(task.schedule))
 
@@ -125,13 +124,6 @@ def build_digest_dags(tasks: Iterable[tuple[Task, str, str]], taken: Iterable[st
 
 def build_digest_dag(connection: DataConnection, tasks: Sequence[DigestTask], dag_id: str,
                      source: str | None = None) -> DAG:
-    from ..dag_factory import (  # noqa: PLC0415
-        DEFAULT_START_DATE,
-        _schedule_text,
-        _timetable,
-        schedule_timing,
-    )
-
     notification = connection.notification
     assert notification is not None and notification.schedule is not None
     schedule = notification.schedule
@@ -139,9 +131,9 @@ def build_digest_dag(connection: DataConnection, tasks: Sequence[DigestTask], da
         dag_id,
         dag_display_name=f"Digest: {connection.name}",
         description=f"E-mail digest of {connection.name} ({len(tasks)} task"
-                    f"{'s' if len(tasks) != 1 else ''}), {_schedule_text(schedule)}"
+                    f"{'s' if len(tasks) != 1 else ''}), {schedule_text(schedule)}"
                     .replace("`", ""),
-        schedule=_timetable(schedule),
+        schedule=timetable_for(schedule),
         start_date=schedule.start_time or DEFAULT_START_DATE,
         catchup=False,
         max_active_runs=1,
@@ -160,8 +152,6 @@ def build_digest_dag(connection: DataConnection, tasks: Sequence[DigestTask], da
 
 def _digest_doc(connection: DataConnection, tasks: Sequence[DigestTask],
                 source: str | None) -> str:
-    from ..dag_factory import _schedule_text  # noqa: PLC0415
-
     notification = connection.notification
     assert notification is not None and notification.schedule is not None
     lines = [f"### Digest: {connection.name}", ""]
@@ -169,7 +159,7 @@ def _digest_doc(connection: DataConnection, tasks: Sequence[DigestTask],
         lines.append(f"- **Definition file:** `{source}`")
     lines += [f"- **Tasks:** {', '.join(t.name for t in tasks)}",
               f"- **Recipients:** {', '.join(notification.recipient_emails)}",
-              f"- **Schedule:** {_schedule_text(notification.schedule)}", "",
+              f"- **Schedule:** {schedule_text(notification.schedule)}", "",
               "Each run e-mails what the tasks did during its data interval (since the previous "
               "digest): runs, observations loaded, skipped and dropped per datastream, failures, "
               "and tasks behind schedule."]
@@ -213,8 +203,6 @@ class HydroDigestOperator(BaseOperator):
         end = context.get("data_interval_end")
         if start is not None and end is not None and start < end:
             return start, end
-        from ..dag_factory import last_schedule_period  # noqa: PLC0415
-
         now = getattr(context.get("dag_run"), "run_after", None) or datetime.now(timezone.utc)
         return last_schedule_period(now, interval_seconds=self.interval_seconds,
                                     crontab=self.crontab, timezone=self.timezone) or (

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Sequence
 
-from hydroserver_provider.runs.history import TaskRun, list_runs, parse_time
+from ..periods import last_schedule_period
+from ..runs.history import TaskRun, list_runs, parse_time
 
 __all__ = ["DatastreamTotals", "Digest", "DigestTask", "TaskDigest", "behind_schedule",
            "collect_digest", "dropped_total", "schedule_period"]
@@ -112,8 +113,6 @@ class Digest:
 
 def schedule_period(task: DigestTask, now: datetime) -> timedelta | None:
     """How often the task is meant to run (for a crontab: its latest period), None if manual."""
-    from ..dag_factory import last_schedule_period  # noqa: PLC0415
-
     period = last_schedule_period(now, interval_seconds=task.interval_seconds,
                                   crontab=task.crontab, timezone=task.timezone)
     return None if period is None else period[1] - period[0]

@@ -7,7 +7,7 @@ import json
 import pytest
 
 import hydroserver_provider.compat  # noqa: F401  (Airflow sets up its logging here, not under capsys)
-from hydroserver_provider import dag_factory
+from hydroserver_provider import factory as dag_factory
 from hydroserver_provider.cli import main
 from hydroserver_provider.definitions import SourceAuth
 from hydroserver_provider.definitions.files import load_definition_file, parse_definitions

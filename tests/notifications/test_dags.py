@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 from datetime import timedelta
 
-from hydroserver_provider.dag_factory import build_dags
+from hydroserver_provider.factory import build_dags
 from hydroserver_provider.notifications.alerts import FailureAlert
 from hydroserver_provider.notifications.dags import HydroDigestOperator
 
