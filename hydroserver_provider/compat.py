@@ -1,11 +1,11 @@
-"""The one place that knows where Airflow 3 keeps the authoring API.
+"""The one place that knows where Airflow keeps the authoring API (3.3, the version CI tests).
 
 Everything Airflow-facing imports from here, so a move between Airflow releases is a one-file fix.
 """
 
 from __future__ import annotations
 
-from airflow.sdk import (  # noqa: F401  (re-exported)
+from airflow.sdk import (
     DAG,
     Asset,
     BaseHook,
@@ -18,27 +18,29 @@ from airflow.sdk import (  # noqa: F401  (re-exported)
     Variable,
     get_parsing_context,
 )
+from airflow.sdk.configuration import conf as airflow_conf
+from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
+from airflow.sdk.log import mask_secret, redact
 
-try:  # Airflow >= 3.1
-    from airflow.sdk.log import mask_secret, redact
-except ImportError:  # pragma: no cover - Airflow 3.0
-    from airflow.sdk.execution_time.secrets_masker import (  # type: ignore[no-redef]
-        mask_secret,
-        redact,
-    )
-
-try:  # Airflow >= 3.1
-    from airflow.sdk.configuration import conf as airflow_conf
-except ImportError:  # pragma: no cover - Airflow 3.0
-    from airflow.configuration import conf as airflow_conf  # type: ignore[no-redef]
-
-try:
-    from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
-except ImportError:  # pragma: no cover - older layout
-    from airflow.exceptions import (  # type: ignore[no-redef]
-        AirflowFailException,
-        AirflowNotFoundException,
-    )
+__all__ = [
+    "DAG",
+    "AirflowFailException",
+    "AirflowNotFoundException",
+    "Asset",
+    "BaseHook",
+    "BaseNotifier",
+    "BaseOperator",
+    "Connection",
+    "CronDataIntervalTimetable",
+    "DeltaDataIntervalTimetable",
+    "Param",
+    "Variable",
+    "airflow_conf",
+    "get_parsing_context",
+    "mask_secret",
+    "redact",
+    "smtp_hook_class",
+]
 
 
 def smtp_hook_class() -> type:

@@ -20,7 +20,8 @@ from .errors import HydroServerAPIError, IngestionFailed
 from .sources.fetch import DEFAULT_MAX_BYTES, SourceRequest, open_source
 from .retries import RetryPolicy
 from .defaults import CHUNK_ROWS
-from .hydroserver.client import HydroServerClient, parse_time, to_utc_iso
+from .hydroserver.client import HydroServerClient
+from .timestamps import parse_instant, to_utc_iso
 from .hydroserver.load import DatastreamOutcome, load_datastream
 from .sources.parse import ParseResult, ParsedSeries, parse_payload
 from .sources.placeholders import EPOCH, RunWindow, resolve_url
@@ -51,7 +52,7 @@ def oldest_end(metadata: Mapping[str, Mapping[str, Any]], fallback: datetime | N
     A datastream with no data yet pulls the value back to the task's start time (else 1970), so
     that datastream is filled from the beginning too.
     """
-    ends = [parse_time(m.get("phenomenonEndTime")) for m in metadata.values()]
+    ends = [parse_instant(m.get("phenomenonEndTime")) for m in metadata.values()]
     if not ends or any(end is None for end in ends):
         return fallback or EPOCH
     return min(ends) - (lookback or timedelta(0))  # type: ignore[type-var,operator]

@@ -11,14 +11,8 @@ import pytest
 
 from hydroserver_provider.definitions import DataConnection
 from hydroserver_provider.errors import DefinitionError, ParseError
-from hydroserver_provider.timestamps import (
-    NAT,
-    TimestampParser,
-    is_iso_format,
-    parse_fixed_offset,
-    parse_timestamps,
-    zone_for,
-)
+from hydroserver_provider.timestamps import is_iso_format, parse_fixed_offset, zone_for
+from hydroserver_provider.timestamps.columns import NAT, TimestampParser, parse_timestamps
 
 DENVER = ZoneInfo("America/Denver")
 

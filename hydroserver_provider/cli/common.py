@@ -12,9 +12,11 @@ import functools
 import logging
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Callable, Iterable, Iterator, Sequence
+
 from ..defaults import HYDROSERVER_CONN_ID
+from ..timestamps import parse_instant
 
 API_KEY_ENV = "HYDROSERVER_API_KEY"
 DEFAULT_CONN_ID = HYDROSERVER_CONN_ID
@@ -60,8 +62,10 @@ def quiet_logs(*names: str) -> Iterator[None]:
 def parse_iso_moment(text: str) -> datetime:
     """An ISO 8601 date or date-time, ``Z`` accepted, taken as UTC without an offset; raises
     ValueError (each command words the error for its own option)."""
-    moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    moment = parse_instant(text)
+    if moment is None:
+        raise ValueError("an empty date")
+    return moment
 
 
 def plural(count: int, word: str, many: str | None = None) -> str:

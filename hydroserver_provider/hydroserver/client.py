@@ -12,7 +12,7 @@ import logging
 import re
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Callable, Iterable, Iterator, Literal, Sequence
 
 import numpy as np
@@ -21,6 +21,7 @@ import requests
 
 from hydroserver_provider.errors import HydroServerAPIError, HydroServerProviderError
 from hydroserver_provider.retries import RetriesExhausted, RetryPolicy, send_with_retries
+from hydroserver_provider.timestamps import parse_instant, to_utc_iso
 from ..defaults import CHUNK_ROWS
 
 log = logging.getLogger(__name__)
@@ -63,27 +64,6 @@ def normalize_url(url: str) -> str:
     if "://" not in url:
         url = f"https://{url}"
     return url.rstrip("/")
-
-
-def to_utc_iso(moment: datetime | np.datetime64 | str) -> str:
-    """ISO 8601 in UTC with ``Z``; naive datetimes are taken as UTC."""
-    if isinstance(moment, str):
-        return moment
-    if isinstance(moment, np.datetime64):
-        return orjson.loads(orjson.dumps(moment.astype("datetime64[us]"), option=_NUMPY_JSON))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def parse_time(value: str | None) -> datetime | None:
-    """A HydroServer timestamp (``...Z`` or ``...+00:00``) as an aware UTC datetime."""
-    if value is None:
-        return None
-    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
 
 
 class _SessionToken:
@@ -324,25 +304,29 @@ class HydroServerClient:
 
         ``timestamps`` are UTC (numpy ``datetime64`` or datetimes/ISO strings); ``values`` must be
         finite numbers (HydroServer answers 500 to a null). Each chunk is one request that
-        HydroServer applies whole or not at all; ``on_chunk(sent_so_far, total)`` reports progress.
-        In ``replace`` mode each chunk replaces the range its own timestamps span.
+        HydroServer applies whole or not at all (:meth:`write_chunk`); ``on_chunk(sent_so_far,
+        total)`` reports progress. In ``replace`` mode each chunk replaces the range its own
+        timestamps span.
         """
         ts = _as_datetime64(timestamps)
         vals = np.asarray(values, dtype="float64")
         if len(ts) != len(vals):
             raise ValueError(f"{len(ts)} timestamps but {len(vals)} values")
-        if not np.isfinite(vals).all():
-            raise ValueError("values must be finite numbers: NaN/inf would make HydroServer fail")
-        path = f"/api/data/datastreams/{datastream_id}/observations/bulk-create"
-        total = len(ts)
-        for start in range(0, total, max(1, chunk_rows)):
-            stop = min(total, start + chunk_rows)
-            body = serialize_observations(ts[start:stop], vals[start:stop])
-            self.request("POST", path, params={"mode": mode}, data=body,
-                         headers={"Content-Type": "application/json"}, expected=(200, 201))
+        for chunk in chunk_slices(len(ts), chunk_rows):
+            self.write_chunk(datastream_id, ts[chunk], vals[chunk], mode=mode)
             if on_chunk:
-                on_chunk(stop, total)
-        return total
+                on_chunk(chunk.stop, len(ts))
+        return len(ts)
+
+    def write_chunk(self, datastream_id: str, timestamps: np.ndarray, values: np.ndarray, *,
+                    mode: BulkMode) -> None:
+        """One bulk-create request: ``datetime64`` UTC timestamps and finite float64 values,
+        applied by HydroServer whole or not at all."""
+        if not np.isfinite(values).all():
+            raise ValueError("values must be finite numbers: NaN/inf would make HydroServer fail")
+        self.request("POST", f"/api/data/datastreams/{datastream_id}/observations/bulk-create",
+                     params={"mode": mode}, data=serialize_observations(timestamps, values),
+                     headers={"Content-Type": "application/json"}, expected=(200, 201))
 
     def bulk_delete_observations(self, datastream_id: str, start: datetime | str | None,
                                  end: datetime | str | None) -> None:
@@ -369,7 +353,7 @@ class HydroServerClient:
         results: list[float] = []
         for page in self.iter_pages(f"/api/data/datastreams/{datastream_id}/observations",
                                     params, page_size=MAX_PAGE_SIZE):
-            times.extend(parse_time(t) for t in page.get("phenomenonTime", []))
+            times.extend(parse_instant(t) for t in page.get("phenomenonTime", []))
             results.extend(page.get("result", []))
         return times, results
 
@@ -430,6 +414,13 @@ class HydroServerClient:
         return f"Connected to HydroServer at {self.url} ({len(workspaces)} workspace(s): {names})"
 
 
+def chunk_slices(total: int, size: int) -> Iterator[slice]:
+    """``slice``s of at most ``size`` rows covering ``range(total)``: how rows become requests."""
+    size = max(1, int(size))
+    for start in range(0, total, size):
+        yield slice(start, min(total, start + size))
+
+
 def serialize_observations(timestamps: np.ndarray, values: np.ndarray) -> bytes:
     """The column-form bulk-create body, serialised straight from numpy arrays."""
     return orjson.dumps({"phenomenonTime": timestamps, "result": values}, option=_NUMPY_JSON)
@@ -439,7 +430,7 @@ def _as_datetime64(timestamps: np.ndarray | Sequence[datetime | str]) -> np.ndar
     if isinstance(timestamps, np.ndarray) and timestamps.dtype.kind == "M":
         return timestamps.astype("datetime64[us]", copy=False)
     converted = [
-        np.datetime64(to_utc_iso(parse_time(t) if isinstance(t, str) else t).rstrip("Z"), "us")
+        np.datetime64(to_utc_iso(parse_instant(t)).rstrip("Z"), "us")
         for t in timestamps
     ]
     return np.array(converted, dtype="datetime64[us]")

@@ -33,7 +33,8 @@ import numpy as np
 
 from hydroserver_provider.errors import HydroServerAPIError, HydroServerProviderError
 from ..defaults import CHUNK_ROWS
-from .client import HydroServerClient, parse_time, to_utc_iso
+from ..timestamps import parse_instant, to_utc_iso
+from .client import BulkMode, HydroServerClient, chunk_slices
 from hydroserver_provider.sources.parse import ParsedSeries
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ def load_datastream(
 def _load_incremental(writer: _Writer, series: ParsedSeries, metadata: Mapping[str, Any],
                       lookback: timedelta | None) -> None:
     ts, values = series.timestamps, series.values
-    end = parse_time(metadata.get("phenomenonEndTime"))
+    end = parse_instant(metadata.get("phenomenonEndTime"))
     if end is None:
         writer.note_span(ts)
         writer.append(ts, values)
@@ -172,8 +173,8 @@ def _load_window(writer: _Writer, series: ParsedSeries, metadata: Mapping[str, A
     writer.outcome.skip("outside_window", int((~inside).sum()))
     ts, values = ts[inside], values[inside]
     writer.note_span(ts)
-    begin_meta = parse_time(metadata.get("phenomenonBeginTime"))
-    end_meta = parse_time(metadata.get("phenomenonEndTime"))
+    begin_meta = parse_instant(metadata.get("phenomenonBeginTime"))
+    end_meta = parse_instant(metadata.get("phenomenonEndTime"))
     # Nothing stored in the window when the run began (the usual scheduled run): no read needed.
     # Rows another run adds meanwhile make a write conflict, settled by reading that span back.
     empty = end_meta is None or as_datetime64(end_meta) < start or (
@@ -228,13 +229,13 @@ class _Writer:
 
     def append(self, ts: np.ndarray, values: np.ndarray) -> None:
         """Rows after the stored end, in ``append`` chunks (a refused chunk is settled)."""
-        for lo in range(0, len(ts), self.chunk_rows):
-            chunk_ts, chunk_values = ts[lo:lo + self.chunk_rows], values[lo:lo + self.chunk_rows]
+        for chunk in chunk_slices(len(ts), self.chunk_rows):
+            chunk_ts, chunk_values = ts[chunk], values[chunk]
             if self.dry_run:
                 self._count(loaded=len(chunk_ts))
                 continue
             try:
-                self._send(chunk_ts, chunk_values, "append")
+                self._write(chunk_ts, chunk_values, "append")
             except HydroServerAPIError as exc:
                 if not _is_conflict(exc, "append"):
                     raise
@@ -256,10 +257,9 @@ class _Writer:
             stored = self.read(first, last)
         if exact:
             self._remove_between_chunks(ts, first, last, stored)
-        for lo in range(0, len(ts), self.chunk_rows):
-            chunk_ts, chunk_values = ts[lo:lo + self.chunk_rows], values[lo:lo + self.chunk_rows]
-            self.settle(chunk_ts, chunk_values, exact=exact,
-                        stored=stored.between(chunk_ts[0], chunk_ts[-1]))
+        for chunk in chunk_slices(len(ts), self.chunk_rows):
+            self.settle(ts[chunk], values[chunk], exact=exact,
+                        stored=stored.between(ts[chunk][0], ts[chunk][-1]))
 
     def settle(self, ts: np.ndarray, values: np.ndarray, *, exact: bool,
                stored: _Stored | None = None, lost_answer: bool = False) -> None:
@@ -284,7 +284,7 @@ class _Writer:
                 rows, mode = (_merge(stored, ts, values) if not exact else (ts, values)), "replace"
             if not self.dry_run:
                 try:
-                    self._send(*rows, mode)
+                    self._write(*rows, mode)
                 except HydroServerAPIError as exc:
                     if not _is_conflict(exc, mode):
                         raise
@@ -304,10 +304,9 @@ class _Writer:
         chunks' own spans are settled by their ``replace``)."""
         gaps: list[tuple[np.datetime64, np.datetime64]] = []
         edge = first
-        for lo in range(0, len(ts), self.chunk_rows):
-            chunk = ts[lo:lo + self.chunk_rows]
-            gaps.append((edge, chunk[0] - ONE_MICROSECOND))
-            edge = chunk[-1] + ONE_MICROSECOND
+        for chunk in chunk_slices(len(ts), self.chunk_rows):
+            gaps.append((edge, ts[chunk][0] - ONE_MICROSECOND))
+            edge = ts[chunk][-1] + ONE_MICROSECOND
         gaps.append((edge, last))
         for gap_first, gap_last in gaps:
             if gap_first > gap_last:
@@ -322,10 +321,12 @@ class _Writer:
                      self.outcome.label, f"{count:,}", "row" if count == 1 else "rows",
                      to_utc_iso(gap_first), to_utc_iso(gap_last))
 
-    def _send(self, ts: np.ndarray, values: np.ndarray, mode: str) -> None:
+    def _write(self, ts: np.ndarray, values: np.ndarray, mode: BulkMode) -> None:
+        """Write rows (at most a chunk, or a chunk's span merged with what is stored there)."""
         try:
-            self.client.bulk_create_observations(self.outcome.datastream_id, ts, values,
-                                                 mode=mode, chunk_rows=self.chunk_rows)
+            for chunk in chunk_slices(len(ts), self.chunk_rows):
+                self.client.write_chunk(self.outcome.datastream_id, ts[chunk], values[chunk],
+                                        mode=mode)
         except HydroServerAPIError as exc:
             if exc.status == 403 and mode == "replace":
                 raise HydroServerProviderError(

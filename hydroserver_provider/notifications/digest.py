@@ -20,7 +20,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Sequence
 
 from ..periods import last_schedule_period
-from ..runs.history import TaskRun, list_runs, parse_time
+from ..runs.history import TaskRun, list_runs
+from ..timestamps import parse_instant
 
 __all__ = ["DatastreamTotals", "Digest", "DigestTask", "TaskDigest", "behind_schedule",
            "collect_digest", "dropped_total", "schedule_period"]
@@ -179,11 +180,11 @@ def _task_digest(api: Any, task: DigestTask, start: datetime, end: datetime,
     runs = list_runs(api, task.dag_id, since=start, until=end)
     runs.reverse()  # oldest first: the order of the charts
     successes = api.dag_runs(task.dag_id, states=["success"], order_by="-end_date", limit=1)
-    last_success = parse_time(successes[0].get("end_date")) if successes else None
+    last_success = parse_instant(successes[0].get("end_date")) if successes else None
     first_start = None
     if last_success is None:
         first = api.dag_runs(task.dag_id, order_by="start_date", limit=1)
-        first_start = parse_time(first[0].get("start_date")) if first else None
+        first_start = parse_instant(first[0].get("start_date")) if first else None
     paused = bool(dag.get("is_paused"))
     period = schedule_period(task, now)
     behind = not paused and behind_schedule(period, last_success, first_start, now)

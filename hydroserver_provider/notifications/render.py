@@ -6,11 +6,12 @@ HTML parts show the same figures.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import timezone
 from html import escape
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from ..cli.common import format_table
+from ..timestamps import parse_instant
 from .charts import png_bar_chart, sparkline
 from .digest import dropped_total
 
@@ -38,14 +39,10 @@ def _when(value: Any) -> str:
     """``2025-01-01 06:00 UTC`` from a datetime or an ISO text."""
     if value in (None, ""):
         return "-"
-    if not isinstance(value, datetime):
-        try:
-            value = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        except ValueError:
-            return str(value)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    value = value.astimezone(timezone.utc)
+    try:
+        value = parse_instant(value).astimezone(timezone.utc)
+    except (ValueError, TypeError):
+        return str(value)
     text = value.strftime("%Y-%m-%d %H:%M:%S" if value.second else "%Y-%m-%d %H:%M")
     return text + " UTC"
 

@@ -12,6 +12,7 @@ from typing import Any, Mapping, Sequence
 
 from ..compat import AirflowFailException, Asset, BaseOperator, Connection, Variable, mask_secret
 from ..defaults import CHUNK_ROWS, HYDROSERVER_CONN_ID
+from ..timestamps import parse_instant
 
 
 def _datastream_asset_uri(host: str, datastream_id: str) -> str:
@@ -34,16 +35,10 @@ def _to_datetime(value: Any, what: str) -> datetime | None:
     """A rendered ``window_start`` / ``window_end`` (an empty template renders as "None")."""
     if value in (None, "", "None"):
         return None
-    import pendulum  # noqa: PLC0415
-
-    if isinstance(value, datetime):
-        moment = value
-    else:
-        try:
-            moment = pendulum.parse(str(value))
-        except Exception as exc:  # pendulum raises several types
-            raise ValueError(f"{what}: expected an ISO 8601 date/time, found {value!r}") from exc
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=pendulum.UTC)
+    try:
+        return parse_instant(value if isinstance(value, datetime) else str(value))
+    except ValueError:
+        raise ValueError(f"{what}: expected an ISO 8601 date/time, found {value!r}") from None
 
 
 def _run_type(dag_run: Any) -> str:

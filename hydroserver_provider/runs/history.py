@@ -29,6 +29,7 @@ from typing import Any
 
 from .api import AirflowAPI, AirflowAPIError
 from hydroserver_provider.errors import HydroServerProviderError
+from hydroserver_provider.timestamps import parse_instant
 
 __all__ = [
     "INGEST_TASK_ID",
@@ -38,7 +39,6 @@ __all__ = [
     "airflow_states",
     "get_run",
     "list_runs",
-    "parse_time",
     "read_summary",
     "resolve_dag_id",
     "task_run",
@@ -63,15 +63,6 @@ def airflow_states(status: str) -> list[str]:
     if not states:
         raise ValueError(f"unknown run status {status!r}: expected one of {', '.join(STATUSES)}")
     return states
-
-
-def parse_time(value: Any) -> datetime | None:
-    if not value:
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -112,10 +103,10 @@ def task_run(dag_run: dict, summary: dict | None, message: str | None = None) ->
         id=dag_run["dag_run_id"], dag_id=dag_run["dag_id"], status=status,
         message=message or _DEFAULT_MESSAGES[status],
         result=summary if isinstance(summary, dict) else None,
-        started_at=parse_time(dag_run.get("start_date")),
-        finished_at=parse_time(dag_run.get("end_date")),
+        started_at=parse_instant(dag_run.get("start_date")),
+        finished_at=parse_instant(dag_run.get("end_date")),
         airflow_state=state, run_type=dag_run.get("run_type"),
-        queued_at=parse_time(dag_run.get("queued_at")), conf=dag_run.get("conf") or None,
+        queued_at=parse_instant(dag_run.get("queued_at")), conf=dag_run.get("conf") or None,
     )
 
 
@@ -165,7 +156,7 @@ def list_runs(api: AirflowAPI, dag_id: str, *, status: str | None = None,
 
 
 def _started_within(dag_run: dict, since: datetime | None, until: datetime | None) -> bool:
-    started = parse_time(dag_run.get("start_date"))
+    started = parse_instant(dag_run.get("start_date"))
     return started is not None and (since is None or started >= since) and (
         until is None or started < until)
 

@@ -28,7 +28,7 @@ import pandas as pd
 
 from hydroserver_provider.errors import DefinitionError, ParseError
 from .parse import PARSE_CHUNK_ROWS, ParseResult, SeriesBuilder, not_found_message
-from hydroserver_provider.timestamps import TimestampParser
+from hydroserver_provider.timestamps.columns import TimestampParser
 
 if TYPE_CHECKING:  # pragma: no cover
     from hydroserver_provider.definitions import DataConnection

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from hydroserver_provider.errors import ParseError
-from hydroserver_provider.timestamps import NAT, TimestampParser, TimestampReport, shorten
+from hydroserver_provider.timestamps.columns import NAT, TimestampParser, TimestampReport, shorten
 
 if TYPE_CHECKING:  # pragma: no cover
     from hydroserver_provider.definitions import DataConnection

@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 from hydroserver_provider.definitions import DataConnection, PlaceholderVariable
 from hydroserver_provider.definitions.checks import PLACEHOLDER, SECRET_PARAM, placeholder_names
 from hydroserver_provider.errors import DefinitionError
+from hydroserver_provider.timestamps import zone_for
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 REDACTED = "***"
@@ -73,8 +74,6 @@ def secret_placeholder_names(source_url: str) -> list[str]:
 
 def connection_zone(connection: DataConnection) -> tzinfo:
     """The zone URL dates are written in: the one naive source timestamps are read in."""
-    from hydroserver_provider.timestamps import zone_for  # noqa: PLC0415  (keeps this module light)
-
     return zone_for(connection) or timezone.utc
 
 

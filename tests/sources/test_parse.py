@@ -14,7 +14,7 @@ from hydroserver_provider.definitions import CSVPayload, DataConnection
 from hydroserver_provider.errors import DefinitionError, ParseError
 from hydroserver_provider.sources.parse import ParseResult, SeriesBuilder, parse_payload
 from hydroserver_provider.sources.csv_reader import normalize_delimiter
-from hydroserver_provider.timestamps import TimestampParser
+from hydroserver_provider.timestamps.columns import TimestampParser
 
 
 def utc(*values: str) -> np.ndarray:

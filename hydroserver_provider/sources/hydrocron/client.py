@@ -28,11 +28,10 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 from urllib.parse import quote
 
-import numpy as np
 import orjson
 import requests
 
@@ -49,6 +48,7 @@ from .parse import (
 )
 from hydroserver_provider.sources.parse import ParsedSeries, ParseResult
 from hydroserver_provider.sources.ratelimit import RateLimiter
+from hydroserver_provider.timestamps import parse_instant
 
 __all__ = [
     "API_KEY_HEADER",
@@ -297,19 +297,14 @@ def normalize_base_url(url: str | None) -> str:
 
 
 def _to_utc(moment: Any) -> datetime:
-    if isinstance(moment, np.datetime64):
-        moment = moment.astype("datetime64[us]").item()
-    elif isinstance(moment, str):
-        text = moment.strip()
-        moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
-    elif isinstance(moment, date) and not isinstance(moment, datetime):
-        moment = datetime(moment.year, moment.month, moment.day)
-    if not isinstance(moment, datetime):
+    try:
+        instant = parse_instant(moment)
+    except ValueError:
+        instant = None
+    if instant is None:
         raise DefinitionError("a Hydrocron window bound must be a date and time",
                               expected="datetime, numpy datetime64 or ISO text", found=moment)
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+    return instant.astimezone(timezone.utc)
 
 
 def format_time(moment: datetime, utc_suffix: str = "Z") -> str:

@@ -40,7 +40,7 @@ import pandas as pd
 
 from hydroserver_provider.errors import DefinitionError, ParseError
 from hydroserver_provider.sources.parse import ParsedSeries, ParseResult
-from hydroserver_provider.timestamps import NAT, TimestampParser
+from hydroserver_provider.timestamps.columns import NAT, TimestampParser
 
 __all__ = [
     "BIT_FLAG_FILL",

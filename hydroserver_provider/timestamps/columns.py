@@ -1,37 +1,8 @@
-"""Reading timestamps: ISO 8601 or strftime formats, in UTC, a fixed offset or an IANA zone.
-
-Everything here works on whole columns at once (pandas / numpy); no Python loop runs per row
-except over the handful of rows that fall into a daylight-saving change.
+"""Reading whole timestamp columns of a source at once (pandas / numpy): the rules are in
+:mod:`hydroserver_provider.timestamps`.
 
 Timestamps are carried as ``int64`` microseconds since the Unix epoch (numpy ``datetime64[us]``
 underneath); ``NAT`` marks a value that could not be read.
-
-Rules
------
-``timestamp_format``
-    ``None``, ``"ISO8601"`` or ``"iso"`` (any case): ISO 8601 is detected per value -- ``Z``,
-    ``+HH:MM``, ``+HHMM`` and hour-only ``-07`` offsets, fractional seconds (a comma works as the
-    decimal mark too), date-only values, ``T`` or space between date and time. Anything else is a
-    Python strftime format. ``%z`` or ``%Z`` in it means every value carries its own offset; a
-    literal ``Z`` at the end of the format (``"%Y-%m-%dT%H:%M:%SZ"``) means the values are UTC.
-
-``timezone_type`` / ``timezone`` (see :func:`zone_for`)
-    apply only to values *without* an embedded offset. An offset written in the value always wins;
-    rows may mix both kinds. Unset type: such values are UTC.
-
-Daylight-saving rules (IANA zones)
-    *Fall back* (a local hour happens twice): the order of the rows decides. Within the repeated
-    hour, the rows before the point where local time steps back (or repeats) are the first pass,
-    the rows after it the second pass. In an ascending file the first pass is daylight time (the
-    earlier instant); in a descending file (detected from the neighbouring rows, or else from the
-    whole column) it is standard time. Such rows are counted as ``ambiguous_by_order``.
-    When the order cannot tell (a lone ``01:00``, or a repeated hour that never steps back) the
-    value is read as the *first occurrence*, i.e. daylight time / the earlier instant, like
-    Python's ``fold=0``; these rows are counted as ``ambiguous_by_rule``.
-
-    *Spring forward* (a local time that does not exist, e.g. 02:30 on the March change in
-    America/Denver): read with the offset in force *before* the change, like Python's ``fold=0``,
-    so ``02:30`` is read as MST, 09:30Z (= 03:30 MDT). Counted as ``nonexistent``.
 """
 
 from __future__ import annotations
@@ -44,24 +15,14 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import DefinitionError, ParseError
+from ..errors import DefinitionError, ParseError
+from . import ISO_8601, is_iso_format, validate_format, zone_for
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .definitions import DataConnection
+    from ..definitions import DataConnection
 
-__all__ = [
-    "ISO_8601",
-    "NAT",
-    "TimestampParser",
-    "TimestampReport",
-    "is_iso_format",
-    "parse_fixed_offset",
-    "parse_timestamps",
-    "validate_format",
-    "zone_for",
-]
+__all__ = ["NAT", "TimestampParser", "TimestampReport", "parse_timestamps", "shorten"]
 
-ISO_8601 = "ISO 8601"
 NAT = np.iinfo(np.int64).min  # the int64 value numpy uses for NaT
 _US = 1_000_000
 _DAY_US = 86_400 * _US
@@ -71,15 +32,27 @@ _MAX_EXAMPLE_CHARS = 60
 _LOCALIZE_SLICE = 1 << 18
 
 # An embedded offset after a time of day: "T08:30:00Z", " 08:30-07", "T083000+0530", ".5 -07:00".
+_DIRECTIVE_RE = re.compile(r"%(.?)")
 _AWARE_RE = re.compile(
     r"[T\s]\d\d(?::?\d\d){0,2}(?:[.,]\d+)?\s*(?:[Zz]|[+-]\d\d(?::?\d\d)?)\s*$"
 )
-_OFFSET_RE = re.compile(
-    r"^(?:UTC|GMT)?\s*(?:(?P<z>Z)|(?P<sign>[+-])(?P<h>\d{1,2})(?::?(?P<m>\d{2}))?)$"
-)
-_DIRECTIVE_RE = re.compile(r"%(.?)")
-# Directives Python's strptime (and pandas) understand.
-_STRPTIME_DIRECTIVES = set("aAbBcdfGHIjmMpSuUVwWxXyYzZ%")
+
+
+def _fmt_is_aware(fmt: str) -> tuple[bool, bool]:
+    """(has %z/%Z, ends with a literal 'Z' meaning UTC)."""
+    directives = _DIRECTIVE_RE.findall(fmt.replace("%%", ""))
+    has_zone = "z" in directives or "Z" in directives
+    stripped = fmt.rstrip()
+    literal_z = stripped.endswith("Z") and not stripped.replace("%%", "").endswith("%Z")
+    return has_zone, literal_z and not has_zone
+
+
+def _zone_needs_localizing(zone: tzinfo | None) -> bool:
+    if zone is None:
+        return False
+    if isinstance(zone, timezone):
+        return zone.utcoffset(None) != timedelta(0)
+    return str(zone) not in ("UTC", "Etc/UTC", "Etc/GMT", "GMT", "Zulu", "Etc/Zulu", "Universal")
 
 
 @dataclass
@@ -103,158 +76,6 @@ class TimestampReport:
             "nonexistent": self.nonexistent,
             "format_tried": self.format_tried,
         }
-
-
-# --------------------------------------------------------------------------------------------
-# Zones and formats
-# --------------------------------------------------------------------------------------------
-
-
-def parse_fixed_offset(text: str) -> timezone:
-    """``"-0700"``, ``"-07:00"``, ``"+0530"``, ``"-07"``, ``"UTC-07:00"``, ``"Z"`` -> ``timezone``.
-
-    Raises ``ValueError`` saying what was expected when ``text`` is not such an offset.
-    """
-    raw = text
-    text = str(text).strip()
-    if text.upper() in ("UTC", "GMT", "Z"):
-        return timezone.utc
-    match = _OFFSET_RE.match(text)
-    if match is None:
-        raise ValueError(
-            f"expected a UTC offset such as '-0700', '-07:00' or '+05:30', found {raw!r}"
-        )
-    if match.group("z"):
-        return timezone.utc
-    hours = int(match.group("h"))
-    minutes = int(match.group("m") or 0)
-    if hours > 23 or minutes > 59:
-        raise ValueError(
-            f"expected a UTC offset between -23:59 and +23:59 such as '-0700', found {raw!r}"
-        )
-    delta = timedelta(hours=hours, minutes=minutes)
-    if match.group("sign") == "-":
-        delta = -delta
-    return timezone(delta)
-
-
-def zone_for(connection: DataConnection) -> tzinfo | None:
-    """The zone that applies to timestamps without an embedded offset, or ``None`` (= UTC).
-
-    ``timezone_type`` unset -> ``None`` (``timezone`` is ignored, as HydroServer does);
-    ``"utc"`` -> ``datetime.timezone.utc``; ``"offset"`` -> a fixed ``datetime.timezone`` from
-    ``timezone`` (``"-0700"``); ``"iana"`` -> ``zoneinfo.ZoneInfo(timezone)``.
-    """
-    kind = connection.timezone_type
-    value = connection.timezone
-    where = f"data connection '{connection.name}'"
-    if kind is None:
-        return None
-    if kind == "utc":
-        return timezone.utc
-    if kind not in ("offset", "iana"):
-        raise DefinitionError(
-            "unknown timezone_type",
-            location=where,
-            field="timezone_type",
-            expected="one of 'utc', 'offset', 'iana' or unset",
-            found=kind,
-        )
-    if not value or not str(value).strip():
-        example = "a UTC offset such as '-0700'" if kind == "offset" else (
-            "an IANA zone name such as 'America/Denver'"
-        )
-        raise DefinitionError(
-            f"timezone_type is '{kind}' but no timezone is set",
-            location=where,
-            field="timezone",
-            expected=example,
-            found=value,
-        )
-    if kind == "offset":
-        try:
-            return parse_fixed_offset(value)
-        except ValueError as exc:
-            raise DefinitionError(str(exc), location=where, field="timezone") from None
-    if kind == "iana":
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            return ZoneInfo(str(value).strip())
-        except (ZoneInfoNotFoundError, ValueError):
-            hint = ""
-            try:
-                parse_fixed_offset(value)
-                hint = "; it looks like a UTC offset: use timezone_type 'offset'"
-            except ValueError:
-                pass
-            raise DefinitionError(
-                f"unknown IANA time zone{hint}",
-                location=where,
-                field="timezone",
-                expected="an IANA zone name such as 'America/Denver' or 'UTC'",
-                found=value,
-            ) from None
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def is_iso_format(timestamp_format: str | None) -> bool:
-    """True when ``timestamp_format`` asks for automatic ISO 8601 detection."""
-    if timestamp_format is None:
-        return True
-    text = timestamp_format.strip().replace("-", "").replace(" ", "").lower()
-    return text in ("", "iso", "iso8601")
-
-
-def validate_format(timestamp_format: str) -> str:
-    """Check a strftime format; return it unchanged or raise ``DefinitionError``."""
-    fmt = timestamp_format
-    directives = _DIRECTIVE_RE.findall(fmt)
-    bad = [d for d in directives if d not in _STRPTIME_DIRECTIVES]
-    if bad:
-        shown = ", ".join(sorted({f"%{d}" for d in bad}))
-        hint = ""
-        if any(d in ("-", "#") for d in bad):
-            hint = (
-                " ('%-d' style flags are not accepted when reading; '%d', '%m', '%H' also read"
-                " single digits)"
-            )
-        raise DefinitionError(
-            f"timestamp_format has unknown directive(s) {shown}{hint}",
-            field="timestamp_format",
-            expected="a Python strftime format such as '%Y-%m-%d %H:%M:%S', or 'ISO8601'",
-            found=fmt,
-        )
-    if not [d for d in directives if d != "%"]:
-        raise DefinitionError(
-            "timestamp_format has no % directives",
-            field="timestamp_format",
-            expected="a Python strftime format such as '%Y-%m-%d %H:%M:%S', or 'ISO8601'",
-            found=fmt,
-        )
-    return fmt
-
-
-def _fmt_is_aware(fmt: str) -> tuple[bool, bool]:
-    """(has %z/%Z, ends with a literal 'Z' meaning UTC)."""
-    directives = _DIRECTIVE_RE.findall(fmt.replace("%%", ""))
-    has_zone = "z" in directives or "Z" in directives
-    stripped = fmt.rstrip()
-    literal_z = stripped.endswith("Z") and not stripped.replace("%%", "").endswith("%Z")
-    return has_zone, literal_z and not has_zone
-
-
-def _zone_needs_localizing(zone: tzinfo | None) -> bool:
-    if zone is None:
-        return False
-    if isinstance(zone, timezone):
-        return zone.utcoffset(None) != timedelta(0)
-    return str(zone) not in ("UTC", "Etc/UTC", "Etc/GMT", "GMT", "Zulu", "Etc/Zulu", "Universal")
-
-
-# --------------------------------------------------------------------------------------------
-# The parser
-# --------------------------------------------------------------------------------------------
 
 
 def shorten(text: str, limit: int = _MAX_EXAMPLE_CHARS) -> str:
