@@ -65,6 +65,7 @@ def _one_feature(job: dict, limiter, times: list[float]) -> int:
     from hydroserver_provider.sources.hydrocron.client import HydrocronClient, HydrocronQuery
     from hydroserver_provider.hydroserver.client import Credentials, HydroServerClient
     from hydroserver_provider.pipeline import run_ingestion
+    from hydroserver_provider.sources.hydrocron.source import HydrocronSource
 
     if not job["datastreams"]:
         query = HydrocronQuery("Reach", job["feature"], ("wse", "width"), overlap=0)
@@ -78,8 +79,8 @@ def _one_feature(job: dict, limiter, times: list[float]) -> int:
     with HydroServerClient(job["hs_url"], Credentials(api_key=job["api_key"])) as hs, \
             HydrocronClient(job["hc_url"], limiter=limiter,
                             session=TimedSession(times)) as hc:
-        summary = run_ingestion(hs, connection, mappings, hydrocron=hc, start_time=START,
-                                feature_id=job["feature"])
+        summary = run_ingestion(hs, connection, mappings, start_time=START,
+                                source=HydrocronSource(hc, feature_id=job["feature"]))
     return summary["loaded"]
 
 

@@ -1,4 +1,4 @@
-"""One ingestion run: metadata -> URL -> fetch -> parse -> load -> summary.
+"""One ingestion run: metadata -> source (fetch, parse) -> load -> summary.
 
 The order keeps HydroServer requests to a minimum: one metadata call for every mapped datastream
 (it also answers ``latest_observation_timestamp``), then the writes. The summary mirrors
@@ -17,14 +17,14 @@ from typing import Any, Callable, Mapping, Sequence
 
 from .definitions import DataConnection, Mapping as MappingDef
 from .errors import HydroServerAPIError, IngestionFailed
-from .sources.fetch import DEFAULT_MAX_BYTES, SourceRequest, open_source
+from .sources import DEFAULT_MAX_BYTES, Source, SourceOptions, SourceRun, source_for
 from .retries import RetryPolicy
 from .defaults import CHUNK_ROWS
 from .hydroserver.client import HydroServerClient
 from .timestamps import parse_instant, to_utc_iso
 from .hydroserver.load import DatastreamOutcome, load_datastream
-from .sources.parse import ParseResult, ParsedSeries, parse_payload
-from .sources.placeholders import EPOCH, RunWindow, resolve_url
+from .sources.parse import ParseResult
+from .sources.placeholders import EPOCH, RunWindow
 
 log = logging.getLogger(__name__)
 
@@ -93,66 +93,38 @@ def run_ingestion(
     start_time: datetime | None = None,
     options: RunOptions = RunOptions(),
     on_parsed: Callable[[ParseResult], None] | None = None,
-    hydrocron: Any = None,
-    feature_id: str | None = None,
+    source: Source | None = None,
 ) -> dict[str, Any]:
     """Run one data connection into its mapped datastreams; returns the run summary.
 
     Raises :class:`IngestionFailed` (carrying the summary) when any datastream failed, after
     every other datastream was loaded. Source and parse errors raise before anything is written.
     ``on_parsed`` receives the parsed series before anything is loaded (the summary only counts
-    them; a preview shows and plots them).
-    A ``HYDROCRON`` connection is fetched with ``hydrocron`` (a
-    :class:`~.hydrocron.HydrocronClient`; None: the public endpoint, anonymously) for the feature
-    ``feature_id`` (default: the definition's), see :mod:`.hydrocron_ingest`.
+    them; a preview shows and plots them). ``source``: how to read the connection (default:
+    :func:`~hydroserver_provider.sources.source_for`; e.g. a configured ``HydrocronSource``).
     """
     began = time.monotonic()
     window = window or RunWindow()
-    windowed = window.bounded and (connection.uses_window or window.explicit)
-    lookback = connection.lookback
-    secrets = tuple(v for v in options.source_headers.values() if v)
-    targets = [m.target_datastream_id for m in mappings]
-
-    metadata, missing = _metadata(client, targets, connection.workspace_id)
+    metadata, missing = _metadata(client, [m.target_datastream_id for m in mappings],
+                                  connection.workspace_id)
 
     def latest_observation() -> datetime:
-        if windowed and window.explicit:  # a reload: every placeholder comes from its window
+        if window.explicit and window.bounded:  # a reload: every placeholder comes from it
             return window.start  # type: ignore[return-value]
-        return oldest_end(metadata, start_time, lookback)
+        return oldest_end(metadata, start_time, connection.lookback)
 
-    hydrocron_run = None
-    if connection.payload.type == "HYDROCRON":
-        from .sources.hydrocron.source import fetch_for_run  # noqa: PLC0415
-
-        hydrocron_run = fetch_for_run(
-            hydrocron, connection, mappings, window=window, task_variables=task_variables,
-            feature_id=feature_id, latest_observation=latest_observation)
-        parsed, windowed = hydrocron_run.parse_result, hydrocron_run.windowed
-        lookback = hydrocron_run.lookback
-        url, values = hydrocron_run.url, {"feature_id": hydrocron_run.feature_id}
-        hydrocron_run.check_units(client, mappings, metadata)
-    else:
-        resolved = resolve_url(
-            connection, window, task_variables=task_variables,
-            latest_observation=latest_observation, secrets=secrets,
-        )
-        url, values = resolved.redacted_url, resolved.values
-        log.info("Fetching %s", resolved.redacted_url)
-        request = SourceRequest(
-            url=resolved.url, headers=tuple(options.source_headers.items()),
-            redacted_url=resolved.redacted_url, timeout=options.source_timeout,
-            retry=options.source_retry, max_bytes=options.max_source_bytes,
-        )
-        identifiers = list(dict.fromkeys(m.source_identifier for m in mappings))
-        with open_source(request) as stream:
-            parsed = parse_payload(stream, connection, identifiers)
+    read = (source or source_for(connection)).read(SourceRun(
+        connection=connection, mappings=mappings, window=window,
+        task_variables=task_variables or {}, latest_observation=latest_observation,
+        options=SourceOptions(headers=options.source_headers, timeout=options.source_timeout,
+                              retry=options.source_retry, max_bytes=options.max_source_bytes),
+        hydroserver=client, metadata=metadata))
+    parsed = read.parsed
     log.info("Read %s rows from the source", f"{parsed.rows_read:,}")
-    reason = mode_reason(connection, window, windowed, lookback)
-    log.info("Mode: %s (%s)", "windowed" if windowed else "incremental", reason)
+    reason = mode_reason(connection, window, read.windowed, read.lookback)
+    log.info("Mode: %s (%s)", "windowed" if read.windowed else "incremental", reason)
     if on_parsed is not None:
         on_parsed(parsed)
-    load_window = (hydrocron_run.load_window if hydrocron_run is not None
-                   else (window.start, window.end) if windowed else None)
     clients = _ThreadClients(client)
 
     def load(mapping: MappingDef) -> DatastreamOutcome:
@@ -164,13 +136,11 @@ def run_ingestion(
         if mapping.source_identifier in parsed.missing:
             outcome.error = parsed.missing[mapping.source_identifier]
             return outcome
-        series: ParsedSeries | None = parsed.series[mapping.source_identifier]
-        if hydrocron_run is not None:  # units checked (and converted) per datastream
-            series = hydrocron_run.prepare(outcome, series)
+        series = read.prepare(outcome, parsed.series[mapping.source_identifier])
         if series is not None:
             load_datastream(
                 clients.get(), outcome, series, metadata[mapping.target_datastream_id],
-                window=load_window, lookback=lookback,  # type: ignore[arg-type]
+                window=read.load_window, lookback=read.lookback,
                 chunk_rows=options.chunk_rows, dry_run=options.dry_run,
             )
         return outcome
@@ -185,12 +155,13 @@ def run_ingestion(
     finally:
         clients.close()
 
-    summary = _summary(outcomes, parsed, url, values, window, windowed, options.dry_run,
-                       time.monotonic() - began)
+    summary = _summary(outcomes, parsed, read.url, read.values, window, read.windowed,
+                       options.dry_run, time.monotonic() - began)
     summary["mode_reason"] = reason
-    if hydrocron_run is not None:
-        summary["hydrocron"] = hydrocron_run.summary()
-        summary["message"] = f"{hydrocron_run.describe()} {summary['message']}"
+    summary.update(read.summary())
+    prefix = read.describe()
+    if prefix:
+        summary["message"] = f"{prefix} {summary['message']}"
     log.info(summary["message"])
     if summary["status"] == "FAILURE":
         raise IngestionFailed(summary["message"], summary)

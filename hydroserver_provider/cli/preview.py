@@ -87,7 +87,7 @@ def _preview(args: argparse.Namespace) -> int:
     if feature_note:
         print(f"Feature:     {feature_note}")
 
-    hydrocron = _hydrocron_arguments(task, mappings)
+    source = _hydrocron_source(task, mappings)
     captured: list[Any] = []
     options = RunOptions(dry_run=True, source_headers=_source_headers(connection))
     failed = False
@@ -96,12 +96,12 @@ def _preview(args: argparse.Namespace) -> int:
             summary = run_ingestion(
                 client, connection, mappings, window=window,
                 task_variables=task.task_variables, start_time=task.schedule.start_time,
-                options=options, on_parsed=captured.append, **hydrocron)
+                options=options, on_parsed=captured.append, source=source)
     except IngestionFailed as exc:
         summary, failed = exc.summary, True
     finally:
-        if "hydrocron" in hydrocron:
-            hydrocron["hydrocron"].close()
+        if source is not None:
+            source.client.close()
     parsed = captured[0]
 
     print(f"URL:         {summary['url']}")
@@ -232,19 +232,19 @@ def _preview_mappings(task: Any, feature: str | None) -> tuple[list[Any], str]:
     return [m for m in task.mappings if m.feature_id == chosen], note
 
 
-def _hydrocron_arguments(task: Any, mappings: list[Any]) -> dict[str, Any]:
-    """For a HYDROCRON task, what the operator passes to the pipeline: the Hydrocron client of
-    its Airflow connection (and the feature of a fan-out instance)."""
+def _hydrocron_source(task: Any, mappings: list[Any]) -> Any:
+    """For a HYDROCRON task, the source the operator gives the pipeline: the Hydrocron client of
+    its Airflow connection (and the feature of a fan-out instance); None for other tasks."""
     payload = task.data_connection.payload
     if payload.type != "HYDROCRON":
-        return {}
+        return None
+    from hydroserver_provider.sources.hydrocron.source import HydrocronSource  # noqa: PLC0415
+
     from ..hooks.hydrocron import HydrocronHook  # noqa: PLC0415
 
     hook = HydrocronHook.for_payload(payload, task.airflow.get("hydrocron_conn_id"))
-    arguments: dict[str, Any] = {"hydrocron": hook.get_conn()}
-    if task.hydrocron_features:
-        arguments["feature_id"] = mappings[0].feature_id
-    return arguments
+    return HydrocronSource(hook.get_conn(), feature_id=mappings[0].feature_id
+                           if task.hydrocron_features else None)
 
 
 def _source_headers(connection: Any) -> dict[str, str]:

@@ -197,7 +197,7 @@ class HydroIngestOperator(BaseOperator):
             return run_ingestion(
                 hook, self.data_connection, self.mappings, window=self._window(context),
                 task_variables=self.task_variables, start_time=self.start_time, options=options,
-                **self._hydrocron_args(hydrocron),
+                source=self._hydrocron_source(hydrocron),
             )
         except IngestionFailed as exc:
             ti = context.get("ti")
@@ -236,11 +236,15 @@ class HydroIngestOperator(BaseOperator):
                                             client.limiter.rate / self.hydrocron_rate_share)
         return hook
 
-    def _hydrocron_args(self, hook: Any) -> dict[str, Any]:
+    def _hydrocron_source(self, hook: Any) -> Any:
+        """The Hydrocron source of this instance (None: the connection's default source)."""
         if hook is None:
-            return {}
-        return {"hydrocron": hook.get_conn(), "feature_id": str(self.feature_id).strip()
-                if self.feature_id not in (None, "", "None") else None}
+            return None
+        from hydroserver_provider.sources.hydrocron.source import HydrocronSource  # noqa: PLC0415
+
+        feature = (str(self.feature_id).strip()
+                   if self.feature_id not in (None, "", "None") else None)
+        return HydrocronSource(hook.get_conn(), feature_id=feature)
 
     def _keep_pace(self, hook: Any) -> None:
         """Hold this instance's slot until its share of the rate allows one more request, so the

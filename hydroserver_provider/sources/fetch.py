@@ -22,8 +22,8 @@ import urllib3.exceptions
 
 from hydroserver_provider.errors import SourceError
 from hydroserver_provider.retries import RetriesExhausted, RetryPolicy, send_with_retries
+from hydroserver_provider.sources import DEFAULT_MAX_BYTES
 
-DEFAULT_MAX_BYTES = 2 * 1024**3
 _HTML_START = re.compile(rb"^\s*(<!doctype\s+html|<html|<head|<body)", re.IGNORECASE)
 
 

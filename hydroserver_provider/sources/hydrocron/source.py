@@ -1,7 +1,8 @@
-"""The Hydrocron side of one ingestion run: which feature, which window, units before loading.
+"""NASA Hydrocron as a source (:class:`HydrocronSource`): which feature, which window, units
+before loading.
 
-:func:`~.pipeline.run_ingestion` calls :func:`fetch_for_run` instead of fetching a URL when the
-data connection's payload is ``HYDROCRON``, then :meth:`HydrocronRun.prepare` for every mapped
+The pipeline reads a ``HYDROCRON`` data connection through :meth:`HydrocronSource.read` (see
+:mod:`hydroserver_provider.sources`), then calls :meth:`HydrocronRun.prepare` for every mapped
 datastream before loading it.
 
 Windows
@@ -39,10 +40,12 @@ from hydroserver_provider.errors import DefinitionError
 from .client import DEFAULT_URL, HydrocronClient, HydrocronQuery, HydrocronResult, format_time
 from hydroserver_provider.hydroserver.load import DatastreamOutcome
 from hydroserver_provider.sources.parse import ParsedSeries, ParseResult
+from hydroserver_provider.sources import SourceRun
 from hydroserver_provider.sources.placeholders import RunWindow
 from .units import check_units, target_unit_text
 
-__all__ = ["SWOT_FIRST_DATA", "HydrocronRun", "fetch_for_run", "feature_id_for_run"]
+__all__ = ["SWOT_FIRST_DATA", "HydrocronRun", "HydrocronSource", "fetch_for_run",
+           "feature_id_for_run"]
 
 log = logging.getLogger(__name__)
 
@@ -109,12 +112,16 @@ class HydrocronRun:
     notes: list[str] = field(default_factory=list)
 
     @property
-    def parse_result(self) -> ParseResult:
+    def parsed(self) -> ParseResult:
         return self.result.parse_result
 
     @property
     def url(self) -> str:
         return self.result.url
+
+    @property
+    def values(self) -> dict[str, str]:
+        return {"feature_id": self.feature_id}
 
     @property
     def load_window(self) -> tuple[datetime, datetime] | None:
@@ -141,7 +148,7 @@ class HydrocronRun:
         HydroServer is asked only for datastreams that receive values, in one request.
         """
         conversions = self.connection.payload.conversions
-        series = self.parse_result.series
+        series = self.parsed.series
         todo = [m for m in mappings if m.target_datastream_id in metadata
                 and len(series.get(m.source_identifier, ())) > 0
                 and (m.source_identifier in self.result.units
@@ -190,13 +197,30 @@ class HydrocronRun:
 
     def summary(self) -> dict[str, Any]:
         """The ``hydrocron`` block of the run summary (JSON-safe, no secret)."""
-        return {
+        return {"hydrocron": {
             **self.result.summary(),
             "mode": "windowed" if self.windowed else "incremental",
             "asked": [format_time(self.start), format_time(self.end)],
             "datastream_units": dict(self.units),
             "notes": [*self.result.notes, *self.notes],
-        }
+        }}
+
+
+@dataclass
+class HydrocronSource:
+    """A ``HYDROCRON`` data connection's source: ``client`` (e.g. ``HydrocronHook(...).get_conn()``;
+    None: the public endpoint, anonymously) and the feature to load (``feature_id``; default:
+    the definition's, see :func:`feature_id_for_run`)."""
+
+    client: HydrocronClient | None = None
+    feature_id: str | None = None
+
+    def read(self, run: SourceRun) -> HydrocronRun:
+        fetched = fetch_for_run(self.client, run.connection, run.mappings, window=run.window,
+                                latest_observation=run.latest_observation,
+                                task_variables=run.task_variables, feature_id=self.feature_id)
+        fetched.check_units(run.hydroserver, run.mappings, run.metadata)
+        return fetched
 
 
 def fetch_for_run(

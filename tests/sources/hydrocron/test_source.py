@@ -16,7 +16,7 @@ from hydroserver_provider.definitions import Mapping, parse_data_connection
 from hydroserver_provider.definitions.files import load_definition_file
 from hydroserver_provider.errors import DefinitionError, IngestionFailed
 from hydroserver_provider.sources.hydrocron.client import HydrocronClient, HydrocronRequestError
-from hydroserver_provider.sources.hydrocron.source import SWOT_FIRST_DATA
+from hydroserver_provider.sources.hydrocron.source import SWOT_FIRST_DATA, HydrocronSource
 from hydroserver_provider.hydroserver.client import Credentials, HydroServerClient
 from hydroserver_provider.retries import RetryPolicy
 from hydroserver_provider.pipeline import RunOptions, run_ingestion
@@ -127,9 +127,11 @@ def maps(**targets) -> list[Mapping]:
     return [Mapping(source_identifier=f, target_datastream_id=d) for f, d in targets.items()]
 
 
-def run(client, hydrocron, conn, mappings, *, window=RunWindow(), form="csv", **kwargs):
+def run(client, hydrocron, conn, mappings, *, window=RunWindow(), form="csv", feature_id=None,
+        **kwargs):
     with hydrocron_client(hydrocron, form) as hc:
-        return run_ingestion(client, conn, mappings, window=window, hydrocron=hc, **kwargs)
+        return run_ingestion(client, conn, mappings, window=window,
+                             source=HydrocronSource(hc, feature_id=feature_id), **kwargs)
 
 
 # --------------------------------------------------------------------------------------------
