@@ -124,9 +124,8 @@ def hydroserver_client(args: argparse.Namespace,
     from ..hooks.hydroserver import HydroServerHook  # noqa: PLC0415
 
     conn_id = args.conn_id or default_conn_id
-    hook = HydroServerHook(conn_id)
     try:
-        hook.url  # noqa: B018 - resolves the connection now, so a missing one fails here
+        client = HydroServerHook(conn_id).get_conn()  # a missing connection fails here
     except Exception as exc:  # AirflowNotFoundException and friends
         from hydroserver_provider.errors import HydroServerProviderError  # noqa: PLC0415
 
@@ -136,4 +135,4 @@ def hydroserver_client(args: argparse.Namespace,
             f"cannot read the Airflow connection '{conn_id}' ({type(exc).__name__}: {exc}); "
             f"create it (airflow connections add, or AIRFLOW_CONN_{conn_id.upper()}) or use "
             f"--url with {API_KEY_ENV}") from None
-    return hook, f"{hook.url} (Airflow connection '{conn_id}')"
+    return client, f"{client.url} (Airflow connection '{conn_id}')"

@@ -99,15 +99,15 @@ class HydroServerClient:
 
     def __init__(
         self,
-        url: str | None = None,
-        credentials: Credentials | None = None,
+        url: str,
+        credentials: Credentials,
         *,
         retry: RetryPolicy | None = None,
         timeout: float | tuple[float, float] = (10.0, 300.0),
         session: requests.Session | None = None,
     ) -> None:
-        self._url = normalize_url(url) if url else None
-        self._credentials = credentials
+        self.url = normalize_url(url)
+        self.credentials = credentials
         self.retry = retry or RetryPolicy()
         self.timeout = timeout
         self._session = session or requests.Session()
@@ -118,31 +118,14 @@ class HydroServerClient:
     def fork(self) -> HydroServerClient:
         """A client for another thread: same server, credentials, session token and settings,
         its own ``requests.Session``."""
-        twin = HydroServerClient(self.url, self.credentials, retry=self.retry,
-                                 timeout=self.timeout)
-        twin._token = self._token
-        twin._units = self._units
+        twin = type(self).__new__(type(self))
+        twin.__dict__.update(self.__dict__)
+        twin._session = requests.Session()
+        twin._session.headers["Accept"] = "application/json"
         return twin
 
-    def _resolve(self) -> None:
-        """Fill in the URL and credentials when they were not given (subclasses read them late)."""
-        raise HydroServerProviderError("HydroServer URL and credentials are missing")
-
-    @property
-    def url(self) -> str:
-        if self._url is None:
-            self._resolve()
-        return self._url  # type: ignore[return-value]
-
-    @property
-    def credentials(self) -> Credentials:
-        if self._credentials is None:
-            self._resolve()
-        return self._credentials  # type: ignore[return-value]
-
     def __repr__(self) -> str:
-        auth = self._credentials.kind if self._credentials else "unresolved"
-        return f"{type(self).__name__}(url={self._url!r}, auth={auth})"
+        return f"{type(self).__name__}(url={self.url!r}, auth={self.credentials.kind})"
 
     def close(self) -> None:
         self._session.close()

@@ -195,7 +195,7 @@ class HydroIngestOperator(BaseOperator):
         hydrocron = self._hydrocron_hook()
         try:
             return run_ingestion(
-                hook, self.data_connection, self.mappings, window=self._window(context),
+                hook.get_conn(), self.data_connection, self.mappings, window=self._window(context),
                 task_variables=self.task_variables, start_time=self.start_time, options=options,
                 source=self._hydrocron_source(hydrocron),
             )

@@ -43,6 +43,17 @@ def key_hook(local_hydroserver, conn_env):
 
 
 @pytest.fixture
+def key_client(key_hook):
+    """What an API-key hook hands out: its HydroServer client."""
+    return key_hook.get_conn()
+
+
+@pytest.fixture
+def login_client(login_hook):
+    return login_hook.get_conn()
+
+
+@pytest.fixture
 def login_hook(local_hydroserver, conn_env):
     conn_id = conn_env(host=local_hydroserver.url, login=local_hydroserver.email,
                        password=local_hydroserver.password)
@@ -51,27 +62,27 @@ def login_hook(local_hydroserver, conn_env):
     hook.close()
 
 
-def test_api_key_is_sent_as_x_api_key_and_reads_a_datastream(local_hydroserver, key_hook):
+def test_api_key_is_sent_as_x_api_key_and_reads_a_datastream(local_hydroserver, key_client):
     ds = local_hydroserver.create_datastream(name="Stage")
-    data = key_hook.get_datastream(ds)
+    data = key_client.get_datastream(ds)
     assert data["id"] == ds and data["name"] == "Stage"
     assert data["phenomenonEndTime"] is None
 
 
-def test_session_login_then_bearer_token(local_hydroserver, login_hook):
+def test_session_login_then_bearer_token(local_hydroserver, login_client):
     ds = local_hydroserver.create_datastream(name="Flow")
-    assert login_hook.get_datastream(ds)["name"] == "Flow"
+    assert login_client.get_datastream(ds)["name"] == "Flow"
     counts = local_hydroserver.request_counts
     assert counts["POST /api/auth/app/session"] == 1
-    login_hook.get_datastream(ds)
+    login_client.get_datastream(ds)
     assert local_hydroserver.request_counts["POST /api/auth/app/session"] == 1  # token reused
 
 
-def test_expired_session_logs_in_again_once(local_hydroserver, login_hook):
+def test_expired_session_logs_in_again_once(local_hydroserver, login_client):
     ds = local_hydroserver.create_datastream(name="Flow")
-    login_hook.get_datastream(ds)
+    login_client.get_datastream(ds)
     local_hydroserver.expire_sessions()
-    assert login_hook.get_datastream(ds)["id"] == ds
+    assert login_client.get_datastream(ds)["id"] == ds
     assert local_hydroserver.request_counts["POST /api/auth/app/session"] == 2
 
 
@@ -80,7 +91,7 @@ def test_wrong_password_fails_clearly(local_hydroserver, conn_env):
                        password="not-the-password-xyz")
     hook = HydroServerHook(conn_id, retry=FAST)
     with pytest.raises(AuthenticationError, match="refused the login") as info:
-        hook.get_datastream(local_hydroserver.create_datastream())
+        hook.get_conn().get_datastream(local_hydroserver.create_datastream())
     assert "not-the-password-xyz" not in str(info.value)
 
 
@@ -89,7 +100,7 @@ def test_wrong_api_key_fails_with_a_clear_message(local_hydroserver, conn_env):
     hook = HydroServerHook(conn_id, retry=FAST)
     ds = local_hydroserver.create_datastream(is_private=True)
     with pytest.raises(AuthenticationError, match="API key was not accepted") as info:
-        hook.bulk_create_observations(ds, hours(2), [1.0, 2.0])
+        hook.get_conn().bulk_create_observations(ds, hours(2), [1.0, 2.0])
     assert "wrong-key-abcdef" not in str(info.value)
     ok, message = hook.test_connection()
     assert not ok and "wrong-key-abcdef" not in message
@@ -98,10 +109,10 @@ def test_wrong_api_key_fails_with_a_clear_message(local_hydroserver, conn_env):
 def test_missing_host_or_credentials_name_the_connection(conn_env):
     no_host = conn_env("hs_no_host", extra={"api_key": "abc12345"})
     with pytest.raises(HydroServerProviderError, match="'hs_no_host' has no host"):
-        HydroServerHook(no_host).get_datastream("x")
+        HydroServerHook(no_host).get_conn().get_datastream("x")
     no_creds = conn_env("hs_no_creds", host="http://127.0.0.1:9")
     with pytest.raises(HydroServerProviderError, match="'hs_no_creds' has no HydroServer credentials"):
-        HydroServerHook(no_creds).get_datastream("x")
+        HydroServerHook(no_creds).get_conn().get_datastream("x")
 
 
 def test_test_connection_reports_success(key_hook):
@@ -110,138 +121,138 @@ def test_test_connection_reports_success(key_hook):
     assert "Connected to HydroServer" in message
 
 
-def test_get_datastreams_uses_one_list_request_for_many(local_hydroserver, key_hook):
+def test_get_datastreams_uses_one_list_request_for_many(local_hydroserver, key_client):
     ids = [local_hydroserver.create_datastream(name=f"DS {i}") for i in range(12)]
     local_hydroserver.reset_counts()
-    found = key_hook.get_datastreams(ids, workspace_id=local_hydroserver.workspace_id)
+    found = key_client.get_datastreams(ids, workspace_id=local_hydroserver.workspace_id)
     assert list(found) == ids
     assert local_hydroserver.total_requests == 1
     local_hydroserver.reset_counts()
-    key_hook.get_datastreams(ids)  # workspace learned from the first datastream
+    key_client.get_datastreams(ids)  # workspace learned from the first datastream
     assert local_hydroserver.total_requests == 2
 
 
 def test_get_datastreams_falls_back_to_single_gets_for_other_workspaces(local_hydroserver,
-                                                                         login_hook):
+                                                                         login_client):
     other_ws = local_hydroserver.create_workspace("Other")
     here = local_hydroserver.create_datastream(name="Here")
     there = local_hydroserver.create_datastream(name="There", workspace_id=other_ws)
-    found = login_hook.get_datastreams([here, there], workspace_id=local_hydroserver.workspace_id)
+    found = login_client.get_datastreams([here, there], workspace_id=local_hydroserver.workspace_id)
     assert found[there]["workspaceId"] == other_ws
 
 
-def test_list_follows_pagination_headers(local_hydroserver, key_hook):
+def test_list_follows_pagination_headers(local_hydroserver, key_client):
     for i in range(7):
         local_hydroserver.create_datastream(name=f"P{i}")
     local_hydroserver.reset_counts()
-    items = key_hook.list_all("/api/data/datastreams",
+    items = key_client.list_all("/api/data/datastreams",
                               {"workspace_id": local_hydroserver.workspace_id}, page_size=3)
     assert len(items) == 7
     assert len({i["id"] for i in items}) == 7
     assert local_hydroserver.request_counts["GET /api/data/datastreams"] == 3
 
 
-def test_bulk_create_in_chunks_and_read_back(local_hydroserver, key_hook):
+def test_bulk_create_in_chunks_and_read_back(local_hydroserver, key_client):
     ds = local_hydroserver.create_datastream()
     ts = hours(25)
     progress = []
-    sent = key_hook.bulk_create_observations(ds, ts, [float(i) for i in range(25)], chunk_rows=10,
+    sent = key_client.bulk_create_observations(ds, ts, [float(i) for i in range(25)], chunk_rows=10,
                                              on_chunk=lambda done, total: progress.append(done))
     assert sent == 25 and progress == [10, 20, 25]
     assert local_hydroserver.request_counts[
         "POST /api/data/datastreams/{id}/observations/bulk-create"] == 3
-    times, values = key_hook.get_observations(ds)
+    times, values = key_client.get_observations(ds)
     assert times == hours(25) and values == [float(i) for i in range(25)]
-    meta = key_hook.get_datastream(ds)
+    meta = key_client.get_datastream(ds)
     assert meta["valueCount"] == 25
     assert meta["phenomenonEndTime"].startswith("2024-01-02T00:00:00")
 
 
-def test_bulk_create_numpy_arrays(local_hydroserver, key_hook):
+def test_bulk_create_numpy_arrays(local_hydroserver, key_client):
     ds = local_hydroserver.create_datastream()
     ts = np.datetime64("2024-03-01T00:00:00", "us") + np.arange(5) * np.timedelta64(15, "m")
-    key_hook.bulk_create_observations(ds, ts, np.arange(5, dtype="float64"))
+    key_client.bulk_create_observations(ds, ts, np.arange(5, dtype="float64"))
     stored = local_hydroserver.observations(ds)
     assert [t for t, _ in stored][-1] == datetime(2024, 3, 1, 1, 0, tzinfo=timezone.utc)
 
 
-def test_bulk_create_modes_and_their_errors(local_hydroserver, key_hook):
+def test_bulk_create_modes_and_their_errors(local_hydroserver, key_client):
     ds = local_hydroserver.create_datastream()
-    key_hook.bulk_create_observations(ds, hours(3), [1.0, 2.0, 3.0])
+    key_client.bulk_create_observations(ds, hours(3), [1.0, 2.0, 3.0])
     with pytest.raises(HydroServerAPIError) as info:
-        key_hook.bulk_create_observations(ds, hours(1), [9.0], mode="append")
+        key_client.bulk_create_observations(ds, hours(1), [9.0], mode="append")
     assert info.value.status == 400 and "append mode" in str(info.value.detail)
     with pytest.raises(HydroServerAPIError) as info:
-        key_hook.bulk_create_observations(ds, hours(1), [9.0], mode="insert")
+        key_client.bulk_create_observations(ds, hours(1), [9.0], mode="insert")
     assert info.value.status == 409
-    key_hook.bulk_create_observations(ds, hours(2, T0 + timedelta(minutes=30)), [5.0, 6.0],
+    key_client.bulk_create_observations(ds, hours(2, T0 + timedelta(minutes=30)), [5.0, 6.0],
                                       mode="insert")
-    key_hook.bulk_create_observations(ds, [T0 - timedelta(hours=1)], [0.5], mode="backfill")
-    key_hook.bulk_create_observations(ds, hours(2), [7.0, 8.0], mode="replace")
+    key_client.bulk_create_observations(ds, [T0 - timedelta(hours=1)], [0.5], mode="backfill")
+    key_client.bulk_create_observations(ds, hours(2), [7.0, 8.0], mode="replace")
     stored = local_hydroserver.observations(ds)
     # replace dropped the 00:30 row inside [00:00, 01:00] and rewrote both hours
     assert [(t.strftime("%H:%M"), v) for t, v in stored] == [
         ("23:00", 0.5), ("00:00", 7.0), ("01:00", 8.0), ("01:30", 6.0), ("02:00", 3.0)]
 
 
-def test_bulk_create_refuses_non_finite_values_before_sending(local_hydroserver, key_hook):
+def test_bulk_create_refuses_non_finite_values_before_sending(local_hydroserver, key_client):
     ds = local_hydroserver.create_datastream()
     local_hydroserver.reset_counts()
     with pytest.raises(ValueError, match="finite"):
-        key_hook.bulk_create_observations(ds, hours(2), [1.0, float("nan")])
+        key_client.bulk_create_observations(ds, hours(2), [1.0, float("nan")])
     assert local_hydroserver.total_requests == 0
 
 
-def test_bulk_delete_range(local_hydroserver, key_hook):
+def test_bulk_delete_range(local_hydroserver, key_client):
     ds = local_hydroserver.create_datastream(observations=[(t, 1.0) for t in hours(6)])
-    key_hook.bulk_delete_observations(ds, T0 + timedelta(hours=1), T0 + timedelta(hours=3))
+    key_client.bulk_delete_observations(ds, T0 + timedelta(hours=1), T0 + timedelta(hours=3))
     assert [t.hour for t, _ in local_hydroserver.observations(ds)] == [0, 4, 5]
-    times, _ = key_hook.get_observations(ds, start=T0 + timedelta(hours=4))
+    times, _ = key_client.get_observations(ds, start=T0 + timedelta(hours=4))
     assert [t.hour for t in times] == [4, 5]
 
 
-def test_retries_503_then_succeeds(local_hydroserver, key_hook):
+def test_retries_503_then_succeeds(local_hydroserver, key_client):
     ds = local_hydroserver.create_datastream(name="Retry")
     local_hydroserver.faults.fail_next(2, status=503)
-    assert key_hook.get_datastream(ds)["name"] == "Retry"
+    assert key_client.get_datastream(ds)["name"] == "Retry"
     assert local_hydroserver.total_requests >= 3
 
 
-def test_retries_429_honouring_retry_after(local_hydroserver, key_hook, caplog):
+def test_retries_429_honouring_retry_after(local_hydroserver, key_client, caplog):
     ds = local_hydroserver.create_datastream(name="Throttled")
     local_hydroserver.faults.fail_next(1, status=429, retry_after=0.1)
     with caplog.at_level(logging.WARNING):
-        assert key_hook.get_datastream(ds)["name"] == "Throttled"
+        assert key_client.get_datastream(ds)["name"] == "Throttled"
     assert any("answered 429" in r.getMessage() and "in 0.1 s" in r.getMessage()
                for r in caplog.records)
 
 
-def test_retries_dropped_connections(local_hydroserver, key_hook):
+def test_retries_dropped_connections(local_hydroserver, key_client):
     ds = local_hydroserver.create_datastream(name="Dropped")
     local_hydroserver.faults.drop_next(2)
-    assert key_hook.get_datastream(ds)["name"] == "Dropped"
+    assert key_client.get_datastream(ds)["name"] == "Dropped"
 
 
-def test_gives_up_after_configured_tries_with_a_clear_error(local_hydroserver, key_hook):
+def test_gives_up_after_configured_tries_with_a_clear_error(local_hydroserver, key_client):
     ds = local_hydroserver.create_datastream()
     local_hydroserver.faults.fail_next(10, status=503)
     local_hydroserver.reset_counts()
     with pytest.raises(HydroServerAPIError) as info:
-        key_hook.get_datastream(ds)
+        key_client.get_datastream(ds)
     assert info.value.status == 503
     assert "503" in str(info.value) and f"/api/data/datastreams/{ds}" in str(info.value)
     assert local_hydroserver.total_requests == FAST.tries
 
 
-def test_never_retries_other_4xx(local_hydroserver, key_hook):
+def test_never_retries_other_4xx(local_hydroserver, key_client):
     local_hydroserver.reset_counts()
     with pytest.raises(HydroServerAPIError) as info:
-        key_hook.get_datastream("00000000-0000-0000-0000-000000000000")
+        key_client.get_datastream("00000000-0000-0000-0000-000000000000")
     assert info.value.status == 404
     assert local_hydroserver.total_requests == 1
 
 
-def test_etl_definitions_and_schedule_patch(local_hydroserver, key_hook):
+def test_etl_definitions_and_schedule_patch(local_hydroserver, key_client):
     conn_id = local_hydroserver.create_data_connection({
         "name": "Station CSV", "workspaceId": local_hydroserver.workspace_id,
         "sourceUrl": "https://example.org/data.csv",
@@ -254,11 +265,11 @@ def test_etl_definitions_and_schedule_patch(local_hydroserver, key_hook):
         "schedule": {"enabled": True, "interval": 1, "intervalPeriod": "hours"},
         "mappings": [],
     })
-    assert [c["id"] for c in key_hook.list_data_connections(local_hydroserver.workspace_id)] == [conn_id]
-    assert key_hook.get_data_connection(conn_id)["name"] == "Station CSV"
-    assert [t["id"] for t in key_hook.list_tasks(data_connection_id=conn_id)] == [task_id]
-    key_hook.update_task_schedule(task_id, enabled=False)
-    assert key_hook.get_task(task_id)["schedule"]["enabled"] is False
+    assert [c["id"] for c in key_client.list_data_connections(local_hydroserver.workspace_id)] == [conn_id]
+    assert key_client.get_data_connection(conn_id)["name"] == "Station CSV"
+    assert [t["id"] for t in key_client.list_tasks(data_connection_id=conn_id)] == [task_id]
+    key_client.update_task_schedule(task_id, enabled=False)
+    assert key_client.get_task(task_id)["schedule"]["enabled"] is False
 
 
 def test_secrets_never_reach_logs_reprs_or_errors(local_hydroserver, conn_env, caplog):
@@ -269,13 +280,13 @@ def test_secrets_never_reach_logs_reprs_or_errors(local_hydroserver, conn_env, c
     local_hydroserver.faults.fail_next(2, status=503)
     texts = []
     with caplog.at_level(logging.DEBUG):
-        for call in (lambda: hook.get_datastream(ds),
-                     lambda: hook.bulk_create_observations(ds, hours(1), [1.0])):
+        for call in (lambda: hook.get_conn().get_datastream(ds),
+                     lambda: hook.get_conn().bulk_create_observations(ds, hours(1), [1.0])):
             try:
                 call()
             except Exception as exc:  # noqa: BLE001
                 texts.append(str(exc))
                 texts.append(repr(exc))
-    texts += [repr(hook), repr(hook.credentials), caplog.text]
+    texts += [repr(hook), repr(hook.get_conn().credentials), caplog.text]
     texts += [r.getMessage() for r in caplog.records]
     assert texts and all(secret_key not in t for t in texts)
