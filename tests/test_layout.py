@@ -10,7 +10,7 @@ import sys
 import hydroserver_provider
 
 CORE = ("definitions", "sources", "hydroserver", "timestamps", "periods", "pipeline", "errors",
-        "defaults", "retries")
+        "defaults", "retries", "text")
 AIRFLOW_SIDE = ("hooks", "operators", "notifications", "factory", "cli", "runs",
                 "demo", "testing", "compat")
 

@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 from datetime import datetime
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterator
 
 from ..defaults import HYDROSERVER_CONN_ID
 from ..timestamps import parse_instant
@@ -66,25 +66,6 @@ def parse_iso_moment(text: str) -> datetime:
     if moment is None:
         raise ValueError("an empty date")
     return moment
-
-
-def plural(count: int, word: str, many: str | None = None) -> str:
-    return f"{count} {word if count == 1 else (many or word + 's')}"
-
-
-def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]],
-                 right: Sequence[int] = (), indent: str = "") -> str:
-    """A plain aligned text table (columns in ``right`` are right-aligned, e.g. counts), each
-    line starting with ``indent``; also the text part of the notification e-mails."""
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-
-    def line(row: list[str]) -> str:
-        return indent + "  ".join(c.rjust(w) if i in right else c.ljust(w)
-                                  for i, (c, w) in enumerate(zip(row, widths))).rstrip()
-
-    return "\n".join([line(cells[0]), line(["-" * w for w in widths])]
-                     + [line(r) for r in cells[1:]])
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,10 +23,10 @@ from .common import (
     CommandError,
     add_hydroserver_options,
     hydroserver_client,
-    plural,
     quiet_logs,
     reports_errors,
 )
+from ..text import plural
 
 AUTH_NAME_PREFIX = "hydroserver_source_auth_"
 # HydroServer keys that hold a secret (the loader refuses them with a value)

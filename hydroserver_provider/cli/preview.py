@@ -19,13 +19,12 @@ from .common import (
     DEFAULT_CONN_ID,
     CommandError,
     add_hydroserver_options,
-    format_table,
     hydroserver_client,
     parse_iso_moment,
-    plural,
     quiet_logs,
     reports_errors,
 )
+from ..text import format_table, plural
 
 PLOT_EXTRA_HINT = "pip install 'airflow-provider-hydroserver[plot]'"
 

@@ -16,7 +16,8 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from .common import CommandError, format_table, parse_iso_moment, reports_errors
+from .common import CommandError, parse_iso_moment, reports_errors
+from ..text import format_table
 
 TERMINAL = ("SUCCESS", "FAILURE")
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import plural, reports_errors
+from .common import reports_errors
+from ..text import plural
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

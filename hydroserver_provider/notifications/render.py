@@ -10,7 +10,7 @@ from datetime import timezone
 from html import escape
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from ..cli.common import format_table
+from ..text import format_table, number
 from ..timestamps import parse_instant
 from .charts import png_bar_chart, sparkline
 from .digest import dropped_total
@@ -29,10 +29,6 @@ _STYLE = ("font-family: -apple-system, Segoe UI, Helvetica, Arial, sans-serif; f
 _TABLE = "border-collapse: collapse; margin: 6px 0 14px 0"
 _CELL = "border: 1px solid #d5d8dc; padding: 4px 8px; text-align: left"
 _NUM = "border: 1px solid #d5d8dc; padding: 4px 8px; text-align: right"
-
-
-def _n(value: Any) -> str:
-    return f"{int(value or 0):,}"
 
 
 def _when(value: Any) -> str:
@@ -86,7 +82,7 @@ def _datastream_rows(items: Sequence[dict]) -> list[list[Any]]:
     for item in items:
         name = item.get("name") or item.get("source_identifier") or ""
         rows.append([name, item.get("datastream_id", ""), item.get("status", ""),
-                     _n(item.get("loaded")), _n(item.get("skipped")), _n(dropped_total(item)),
+                     number(item.get("loaded")), number(item.get("skipped")), number(dropped_total(item)),
                      item.get("error") or ""])
     return rows
 
@@ -174,7 +170,7 @@ def render_digest(digest: Digest, *, charts: bool = True) -> tuple[str, str, str
         html.append('<p style="color: #c0392b"><b>Behind schedule:</b> '
                     + escape(", ".join(t.task.name for t in digest.behind)) + "</p>")
 
-    for number, task in enumerate(digest.tasks):
+    for task_number, task in enumerate(digest.tasks):
         counts = ", ".join(f"{task.count(s)} {s}" for s in ("SUCCESS", "FAILURE", "STARTED",
                                                             "PENDING") if task.count(s))
         state = _task_state(task)
@@ -195,7 +191,7 @@ def render_digest(digest: Digest, *, charts: bool = True) -> tuple[str, str, str
             text_rows, html_rows = [], []
             for ds_number, ds in enumerate(task.datastreams):
                 spark = sparkline(ds.loaded_per_run)
-                text_rows.append([ds.label, _n(ds.loaded), _n(ds.skipped), _n(ds.dropped),
+                text_rows.append([ds.label, number(ds.loaded), number(ds.skipped), number(ds.dropped),
                                   ds.failed_runs, spark])
                 chart_html = f'<span style="font-size: 16px">{escape(spark)}</span>'
                 if charts and len(ds.loaded_per_run) > 1:
@@ -203,11 +199,11 @@ def render_digest(digest: Digest, *, charts: bool = True) -> tuple[str, str, str
                                         labels=[_when(r.started_at) for r in task.runs],
                                         title=f"{ds.name or ds.datastream_id}: loaded per run")
                     if png is not None:
-                        cid = f"chart-{number}-{ds_number}"
+                        cid = f"chart-{task_number}-{ds_number}"
                         images[cid] = png
                         chart_html = (f'<img src="cid:{cid}" alt="{escape(spark, quote=True)}" '
                                       f'width="400" height="130">')
-                html_rows.append([ds.label, _n(ds.loaded), _n(ds.skipped), _n(ds.dropped),
+                html_rows.append([ds.label, number(ds.loaded), number(ds.skipped), number(ds.dropped),
                                   ds.failed_runs, chart_html])
             text += ["", format_table(headers, text_rows, right=(1, 2, 3, 4), indent="  ")]
             html.append(_html_table(headers, html_rows, right=(1, 2, 3, 4), raw=(5,)))
