@@ -38,11 +38,11 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import requests
 
-UTC = timezone.utc
+UTC = UTC
 START = datetime(2024, 1, 1, tzinfo=UTC)
 
 
@@ -53,7 +53,7 @@ class TimedSession(requests.Session):
         super().__init__()
         self._times = times
 
-    def request(self, method, url, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+    def request(self, method, url, *args, **kwargs):
         self._times.append(time.monotonic())
         return super().request(method, url, *args, **kwargs)
 
@@ -62,9 +62,9 @@ def _one_feature(job: dict, limiter, times: list[float]) -> int:
     """What one mapped instance does for its feature; returns the observations loaded (or, when
     the job has no datastreams, fetched: Hydrocron only, no HydroServer)."""
     from hydroserver_provider.definitions import Mapping, parse_data_connection
-    from hydroserver_provider.sources.hydrocron.client import HydrocronClient, HydrocronQuery
     from hydroserver_provider.hydroserver.client import Credentials, HydroServerClient
     from hydroserver_provider.pipeline import run_ingestion
+    from hydroserver_provider.sources.hydrocron.client import HydrocronClient, HydrocronQuery
     from hydroserver_provider.sources.hydrocron.source import HydrocronSource
 
     if not job["datastreams"]:
@@ -84,15 +84,13 @@ def _one_feature(job: dict, limiter, times: list[float]) -> int:
     return summary["loaded"]
 
 
-def _slot_worker(jobs, results, ready, rate: float, share: int, go) -> None:  # noqa: ANN001
+def _slot_worker(jobs, results, ready, rate: float, share: int, go) -> None:
     """One executor slot: runs mapped instances one after the other, each with a fresh limiter
     at rate / share that it keeps until its pace allows another request (the hold)."""
-    from hydroserver_provider.sources.ratelimit import RateLimiter
-
+    import hydroserver_provider.pipeline
     import hydroserver_provider.sources.hydrocron.parse  # noqa: F401  (what a task process has
-    import hydroserver_provider.pipeline  # noqa: F401   imported before it runs)
-
     from hydroserver_provider.sources.hydrocron.client import HydrocronClient  # noqa: F401
+    from hydroserver_provider.sources.ratelimit import RateLimiter
 
     times: list[float] = []
     loaded = 0

@@ -33,12 +33,13 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Callable
 
 import ingest_inputs as inputs
+
 from hydroserver_provider.testing.hydroserver import LocalHydroServer
 from hydroserver_provider.testing.sources import LocalSourceServer
 from hydroserver_provider.testing.stations import parse_query_time
@@ -208,7 +209,7 @@ def measure_runs(rows: int, repeats: int, api_key_cost: float, wide: int,
     several) seeded directly with the source's last instant.
     """
     source = inputs.logger_file(rows)
-    last = datetime.fromtimestamp(int(source.utc_us[-1]) / 1e6, timezone.utc)
+    last = datetime.fromtimestamp(int(source.utc_us[-1]) / 1e6, UTC)
 
     def answer(query: dict[str, str]) -> bytes:
         start = parse_query_time(query.get("start"))

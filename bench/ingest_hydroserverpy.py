@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import io
 import time
-from datetime import datetime, timezone
-
-from ingest_measure import emit, peak_rss_mib, read_args, rss_mib
+from datetime import UTC, datetime
 
 from hydroserverpy import HydroServer
 from hydroserverpy.etl import ETLPipeline
@@ -25,6 +23,7 @@ from hydroserverpy.etl.extractors import HTTPExtractor
 from hydroserverpy.etl.loaders import HydroServerLoader
 from hydroserverpy.etl.models import Timestamp
 from hydroserverpy.etl.transformers import CSVTransformer, ETLDataMapping, ETLTargetPath
+from ingest_measure import emit, peak_rss_mib, read_args, rss_mib
 
 
 def _transformer(layout: dict) -> CSVTransformer:
@@ -111,7 +110,7 @@ def run(args: dict) -> dict:
     # The runner fills latestObservationTimestamp from every target before extracting.
     targets = [target for _, target in args["mappings"]]
     loaded_through = loader.earliest_loaded_through(target_identifiers=targets)
-    start = loaded_through or datetime(1970, 1, 1, tzinfo=timezone.utc)
+    start = loaded_through or datetime(1970, 1, 1, tzinfo=UTC)
     url_time = Timestamp(timestamp_type="custom", timestamp_format="%Y-%m-%dT%H:%M:%SZ",
                          timezone_type="utc")
     pipeline = ETLPipeline(extractor=HTTPExtractor(source_uri=args["source_url"]),

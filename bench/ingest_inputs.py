@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ COLUMNS = ("Water Level", "Water Temp", "Discharge", "Gage Height")
 UNITS = ("MST/MDT", "ft", "degC", "cfs", "ft")
 HEADER_ROW = 1
 DATA_START_ROW = 3  # the units row sits between the header and the data
-START = datetime(2000, 1, 1, tzinfo=timezone.utc)
+START = datetime(2000, 1, 1, tzinfo=UTC)
 STEP_US = 15 * 60 * 1_000_000
 _US = 1_000_000
 

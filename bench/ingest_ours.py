@@ -17,21 +17,21 @@ import cProfile
 import io
 import pstats
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 from ingest_inputs import COLUMNS, connection_definition
 from ingest_measure import emit, peak_rss_mib, read_args, rss_mib
 
-from hydroserver_provider.sources import csv_reader  # noqa: F401  (loaded by parse_payload on use)
+from hydroserver_provider.defaults import CHUNK_ROWS
 from hydroserver_provider.definitions import Mapping, parse_data_connection
 from hydroserver_provider.hydroserver.client import (
     Credentials,
     HydroServerClient,
     serialize_observations,
 )
-from hydroserver_provider.sources.parse import parse_payload
-from hydroserver_provider.defaults import CHUNK_ROWS
 from hydroserver_provider.pipeline import run_ingestion
+from hydroserver_provider.sources import csv_reader  # noqa: F401  (loaded by parse_payload on use)
+from hydroserver_provider.sources.parse import parse_payload
 
 
 @contextlib.contextmanager

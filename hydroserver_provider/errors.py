@@ -6,7 +6,7 @@ Airflow task log can fix the definition or the source without reading our code.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 
 class HydroServerProviderError(Exception):

@@ -6,7 +6,7 @@ Plain Python (croniter comes with Airflow but is imported only for a crontab).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 __all__ = ["last_cron_period", "last_schedule_period", "schedule_timing"]
@@ -38,13 +38,13 @@ def last_schedule_period(moment: datetime, *, interval_seconds: float | None,
 def last_cron_period(crontab: str, zone: str, moment: datetime) -> tuple[datetime, datetime]:
     """The last complete period of ``crontab`` (in time zone ``zone``) ending at or before
     ``moment``: what Airflow's ``infer_manual_data_interval`` gives a manual run."""
-    from zoneinfo import ZoneInfo  # noqa: PLC0415
+    from zoneinfo import ZoneInfo
 
-    from croniter import croniter  # noqa: PLC0415  (an Airflow dependency)
+    from croniter import croniter
 
     local = moment.astimezone(ZoneInfo(zone))
     on_boundary = local.second == 0 and local.microsecond == 0 and croniter.match(crontab, local)
     end = local if on_boundary else croniter(crontab, local).get_prev(datetime)
     start = croniter(crontab, end).get_prev(datetime)
-    return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+    return start.astimezone(UTC), end.astimezone(UTC)
 

@@ -10,21 +10,29 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
-from .definitions import DataConnection, Mapping as MappingDef
-from .errors import HydroServerAPIError, IngestionFailed
-from .sources import DEFAULT_MAX_BYTES, Source, SourceOptions, SourceRun, source_for
-from .retries import RetryPolicy
-from .defaults import CHUNK_ROWS
-from .hydroserver.client import HydroServerClient
-from .timestamps import parse_instant, to_utc_iso
-from .hydroserver.load import DatastreamOutcome, load_datastream
-from .sources.parse import ParseResult
-from .sources.placeholders import EPOCH, RunWindow
+from hydroserver_provider.defaults import CHUNK_ROWS
+from hydroserver_provider.definitions import DataConnection
+from hydroserver_provider.definitions import Mapping as MappingDef
+from hydroserver_provider.errors import HydroServerAPIError, IngestionFailed
+from hydroserver_provider.hydroserver.client import HydroServerClient
+from hydroserver_provider.hydroserver.load import DatastreamOutcome, load_datastream
+from hydroserver_provider.retries import RetryPolicy
+from hydroserver_provider.sources import (
+    DEFAULT_MAX_BYTES,
+    Source,
+    SourceOptions,
+    SourceRun,
+    source_for,
+)
+from hydroserver_provider.sources.parse import ParseResult
+from hydroserver_provider.sources.placeholders import EPOCH, RunWindow
+from hydroserver_provider.timestamps import parse_instant, to_utc_iso
 
 log = logging.getLogger(__name__)
 

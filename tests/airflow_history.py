@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import shutil
 import textwrap
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -141,7 +141,7 @@ def airflow_history(tmp_path_factory) -> Iterator[History]:
     (dags / "definitions").mkdir(parents=True)
     shutil.copy(REPO / "dags" / "hydroserver_ingestion.py", dags)
     (dags / "definitions" / "history.yaml").write_text(textwrap.dedent(DEFINITIONS))
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     airflow = LocalAirflow(root / "home", dags, password="history-secret-pw",
                            env={"HYDROSERVER_DEFINITIONS_DIR": str(dags / "definitions")})
     airflow.migrate()

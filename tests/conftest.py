@@ -10,5 +10,8 @@ os.environ.setdefault("AIRFLOW_HOME", _home)
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 
+# The local stand-ins' fixtures (local_hydroserver, ...): opt-in, as for users' own tests.
+pytest_plugins = ["hydroserver_provider.testing.pytest_plugin"]
+
 # Session fixture ``airflow_history``: an Airflow API server with a seeded run history.
 from airflow_history import airflow_history  # noqa: E402,F401

@@ -5,23 +5,23 @@ from __future__ import annotations
 import os
 import tempfile
 import textwrap
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="hydroserver-dag-factory-"))
 
-import pytest  # noqa: E402
+import pytest
 
-from hydroserver_provider import factory  # noqa: E402
-from hydroserver_provider.defaults import CHUNK_ROWS  # noqa: E402
-from hydroserver_provider.factory.schedules import RunWindow  # noqa: E402
-from hydroserver_provider.compat import AirflowFailException  # noqa: E402
-from hydroserver_provider.definitions.files import load_definition_file  # noqa: E402
-from hydroserver_provider.errors import DefinitionErrors  # noqa: E402
-from hydroserver_provider.operators.ingest import HydroIngestOperator  # noqa: E402
+from hydroserver_provider import factory
+from hydroserver_provider.compat import AirflowFailException
+from hydroserver_provider.defaults import CHUNK_ROWS
+from hydroserver_provider.definitions.files import load_definition_file
+from hydroserver_provider.errors import DefinitionErrors
+from hydroserver_provider.factory.schedules import RunWindow
+from hydroserver_provider.operators.ingest import HydroIngestOperator
 
-UTC = timezone.utc
+UTC = UTC
 DS1 = "0c000000-0000-4000-8000-000000000001"
 DS2 = "0c000000-0000-4000-8000-000000000002"
 

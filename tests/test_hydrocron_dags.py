@@ -9,23 +9,23 @@ import json
 import os
 import tempfile
 import textwrap
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="hydroserver-hydrocron-dags-"))
 
-import pytest  # noqa: E402
+import pytest
 
-from hydroserver_provider import factory  # noqa: E402
-from hydroserver_provider.compat import AirflowFailException  # noqa: E402
-from hydroserver_provider.sources.ratelimit import shared_limiter  # noqa: E402
-from hydroserver_provider.operators.ingest import HydroIngestOperator  # noqa: E402
-from hydroserver_provider.testing.hydrocron import LocalHydrocron, synthetic_passes  # noqa: E402
+from hydroserver_provider import factory
+from hydroserver_provider.compat import AirflowFailException
+from hydroserver_provider.operators.ingest import HydroIngestOperator
+from hydroserver_provider.sources.ratelimit import shared_limiter
+from hydroserver_provider.testing.hydrocron import LocalHydrocron, synthetic_passes
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = (REPO / ".." / "shared" / "fixtures" / "hydrocron").resolve()
-UTC = timezone.utc
+UTC = UTC
 REACH = "18180900091"
 OTHERS = ("18180900101", "18180900111")
 FAN_OUT = """

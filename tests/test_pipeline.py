@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from hydroserver_provider.definitions import DataConnection, Mapping
 from hydroserver_provider.errors import IngestionFailed, SourceError
 from hydroserver_provider.hydroserver.client import Credentials, HydroServerClient
-from hydroserver_provider.retries import RetryPolicy
 from hydroserver_provider.pipeline import RunOptions, run_ingestion
+from hydroserver_provider.retries import RetryPolicy
 from hydroserver_provider.sources.placeholders import RunWindow
 from hydroserver_provider.testing import stations
 from hydroserver_provider.testing.sources import LocalSourceServer
 
 FAST = RetryPolicy(tries=3, backoff=0.01, max_delay=0.02)
-UTC = timezone.utc
+UTC = UTC
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta, timezone
+from datetime import UTC, timedelta, timezone
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
@@ -65,7 +65,7 @@ def test_parse_fixed_offset_rejects_with_expected_form(text):
 def test_zone_for_each_timezone_type():
     assert zone_for(connection()) is None
     assert zone_for(unchecked(timezone="America/Denver")) is None  # type unset: ignored
-    assert zone_for(connection(timezone_type="utc")) is timezone.utc
+    assert zone_for(connection(timezone_type="utc")) is UTC
     assert zone_for(connection(timezone_type="offset", timezone="-0700")) == timezone(
         timedelta(hours=-7)
     )

@@ -1,5 +1,5 @@
 import sys
 
-from . import main
+from hydroserver_provider.cli import main
 
 sys.exit(main())

@@ -12,11 +12,12 @@ import functools
 import logging
 import os
 import sys
+from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any, Callable, Iterator
+from typing import Any
 
-from ..defaults import HYDROSERVER_CONN_ID
-from ..timestamps import parse_instant
+from hydroserver_provider.defaults import HYDROSERVER_CONN_ID
+from hydroserver_provider.timestamps import parse_instant
 
 API_KEY_ENV = "HYDROSERVER_API_KEY"
 DEFAULT_CONN_ID = HYDROSERVER_CONN_ID
@@ -33,7 +34,7 @@ def reports_errors(func: Callable[[argparse.Namespace], int]) -> Callable[[argpa
 
     @functools.wraps(func)
     def wrapper(args: argparse.Namespace) -> int:
-        from hydroserver_provider.errors import HydroServerProviderError  # noqa: PLC0415
+        from hydroserver_provider.errors import HydroServerProviderError
 
         try:
             return func(args)
@@ -96,19 +97,19 @@ def hydroserver_client(args: argparse.Namespace,
         api_key = args.api_key or os.environ.get(API_KEY_ENV)
         if not api_key:
             raise CommandError(f"--url needs an API key: set {API_KEY_ENV} (or pass --api-key)")
-        from hydroserver_provider.hydroserver.client import Credentials, HydroServerClient  # noqa: PLC0415
+        from hydroserver_provider.hydroserver.client import Credentials, HydroServerClient
 
         client = HydroServerClient(args.url, Credentials(api_key=api_key))
         return client, client.url
     if args.api_key:
         raise CommandError("--api-key goes with --url; an Airflow connection has its own key")
-    from ..hooks.hydroserver import HydroServerHook  # noqa: PLC0415
+    from hydroserver_provider.hooks.hydroserver import HydroServerHook
 
     conn_id = args.conn_id or default_conn_id
     try:
         client = HydroServerHook(conn_id).get_conn()  # a missing connection fails here
     except Exception as exc:  # AirflowNotFoundException and friends
-        from hydroserver_provider.errors import HydroServerProviderError  # noqa: PLC0415
+        from hydroserver_provider.errors import HydroServerProviderError
 
         if isinstance(exc, HydroServerProviderError):
             raise

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .common import (
+from hydroserver_provider.cli.common import (
     DEFAULT_CONN_ID,
     CommandError,
     add_hydroserver_options,
@@ -26,7 +26,7 @@ from .common import (
     quiet_logs,
     reports_errors,
 )
-from ..text import plural
+from hydroserver_provider.text import plural
 
 AUTH_NAME_PREFIX = "hydroserver_source_auth_"
 # HydroServer keys that hold a secret (the loader refuses them with a value)
@@ -94,7 +94,7 @@ def _import(args: argparse.Namespace) -> int:
                                                       if plan.problems else ""))
         header = (f"Imported from HydroServer {client.url}"
                   + (f" (workspace {args.workspace})" if args.workspace else "")
-                  + f" on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by "
+                  + f" on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by "
                     "hydroserver-airflow import.")
         write_document(output, plan.document, header)
         print(f"Wrote {plural(len(plan.document.get('data_connections', [])), 'data connection')}"
@@ -132,9 +132,9 @@ def plan_import(raw_connections: list[dict], raw_tasks: list[dict], *, auth_from
     document is loaded again and must give back the same models, else this raises (a bug here,
     never a silent change of meaning).
     """
-    from ..factory import build_loaded, slugify  # noqa: PLC0415
-    from hydroserver_provider.definitions.files import parse_definitions  # noqa: PLC0415
-    from hydroserver_provider.sources.placeholders import redact_url  # noqa: PLC0415
+    from hydroserver_provider.definitions.files import parse_definitions
+    from hydroserver_provider.factory import build_loaded, slugify
+    from hydroserver_provider.sources.placeholders import redact_url
 
     plan = ImportPlan()
     connections: dict[str, dict] = {}
@@ -267,7 +267,7 @@ def _ordered(data: dict[str, Any], order: tuple[str, ...]) -> dict[str, Any]:
 
 
 def write_document(path: Path, document: dict[str, Any], header: str) -> None:
-    import yaml  # noqa: PLC0415
+    import yaml
 
     text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -289,7 +289,7 @@ def _schedules(client: Any, plan: ImportPlan, disable: bool) -> int:
               "schedule: switch those schedules off in HydroServer (or import with "
               "--disable-server-schedules) when the DAGs take over, so that each runs once.")
         return 0
-    from hydroserver_provider.errors import HydroServerAPIError  # noqa: PLC0415
+    from hydroserver_provider.errors import HydroServerAPIError
 
     done, failed = [], []
     for task_id, name in plan.scheduled:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .common import (
+from hydroserver_provider.cli.common import (
     DEFAULT_CONN_ID,
     CommandError,
     add_hydroserver_options,
@@ -24,7 +24,7 @@ from .common import (
     quiet_logs,
     reports_errors,
 )
-from ..text import format_table, plural
+from hydroserver_provider.text import format_table, plural
 
 PLOT_EXTRA_HINT = "pip install 'airflow-provider-hydroserver[plot]'"
 
@@ -65,15 +65,15 @@ def _preview(args: argparse.Namespace) -> int:
     if args.plot:
         _require_matplotlib()  # before any request: a missing extra should not cost a run
     task, source = find_task(definitions_location(args.definitions), args.task)
-    window, why = preview_window(task, args.start, args.end, datetime.now(timezone.utc))
+    window, why = preview_window(task, args.start, args.end, datetime.now(UTC))
     connection = task.data_connection
     if connection.uses_window and window is None:
         raise CommandError(f"task '{task.name}' has no schedule and its source URL needs a "
                            "window: give --start and --end")
 
-    from ..factory import dag_id_for  # noqa: PLC0415
-    from hydroserver_provider.errors import IngestionFailed  # noqa: PLC0415
-    from hydroserver_provider.pipeline import RunOptions, run_ingestion  # noqa: PLC0415
+    from hydroserver_provider.errors import IngestionFailed
+    from hydroserver_provider.factory import dag_id_for
+    from hydroserver_provider.pipeline import RunOptions, run_ingestion
 
     mappings, feature_note = _preview_mappings(task, args.feature)
     client, where = hydroserver_client(
@@ -127,21 +127,21 @@ def _preview(args: argparse.Namespace) -> int:
 
 def definitions_location(given: str | None) -> Path:
     """``--definitions``, else the folder the DAG file reads (same environment variable)."""
-    from ..factory import DEFINITIONS_DIR_ENV  # noqa: PLC0415
+    from hydroserver_provider.factory import DEFINITIONS_DIR_ENV
 
     if given:
         return Path(given)
     if os.environ.get(DEFINITIONS_DIR_ENV):
         return Path(os.environ[DEFINITIONS_DIR_ENV])
-    from ..compat import airflow_conf  # noqa: PLC0415
+    from hydroserver_provider.compat import airflow_conf
 
     return Path(airflow_conf.get("core", "dags_folder")) / "definitions"
 
 
 def find_task(location: Path, wanted: str) -> tuple[Any, str]:
     """The loaded task named ``wanted`` (any case and spacing) or with that DAG id."""
-    from ..factory import dag_id_for  # noqa: PLC0415
-    from hydroserver_provider.definitions.files import load_definition_paths  # noqa: PLC0415
+    from hydroserver_provider.definitions.files import load_definition_paths
+    from hydroserver_provider.factory import dag_id_for
 
     if not location.exists():
         raise CommandError(f"the definitions folder {location} does not exist: pass "
@@ -159,7 +159,7 @@ def find_task(location: Path, wanted: str) -> tuple[Any, str]:
     if mine:
         raise CommandError(f"task '{wanted}' does not load:\n" + "\n".join(f"  - {e}"
                                                                           for e in mine))
-    import difflib  # noqa: PLC0415
+    import difflib
 
     close = difflib.get_close_matches(wanted, names, n=3, cutoff=0.5)
     hint = (f"did you mean {', '.join(repr(n) for n in close)}?" if close
@@ -181,7 +181,7 @@ def preview_window(task: Any, start: str | None, end: str | None,
                    now: datetime) -> tuple[Any, str]:
     """The run window and where it comes from: the options, else the schedule's last complete
     interval ending at ``now`` (what a manual run of the DAG gets), else none."""
-    from hydroserver_provider.sources.placeholders import RunWindow  # noqa: PLC0415
+    from hydroserver_provider.sources.placeholders import RunWindow
 
     if (start is None) != (end is None):
         raise CommandError("give both --start and --end, or neither")
@@ -191,7 +191,7 @@ def preview_window(task: Any, start: str | None, end: str | None,
             raise CommandError(f"--start ({begin.isoformat()}) must be before --end "
                                f"({finish.isoformat()})")
         return RunWindow(begin, finish), "from --start/--end"
-    from ..periods import last_schedule_period, schedule_timing  # noqa: PLC0415
+    from hydroserver_provider.periods import last_schedule_period, schedule_timing
 
     timing = schedule_timing(task.schedule)
     period = last_schedule_period(now, **timing)
@@ -209,13 +209,13 @@ def _window_text(window: Any) -> str:
 
 
 def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _preview_mappings(task: Any, feature: str | None) -> tuple[list[Any], str]:
     """The mappings to preview: all of them, or for a Hydrocron task fanning out over features,
     those of one feature (``--feature``, else the first) -- one instance of its mapped task."""
-    from ..factory import fan_out_features  # noqa: PLC0415
+    from hydroserver_provider.factory import fan_out_features
 
     features = fan_out_features(task)
     if not features:
@@ -237,9 +237,8 @@ def _hydrocron_source(task: Any, mappings: list[Any]) -> Any:
     payload = task.data_connection.payload
     if payload.type != "HYDROCRON":
         return None
-    from hydroserver_provider.sources.hydrocron.source import HydrocronSource  # noqa: PLC0415
-
-    from ..hooks.hydrocron import HydrocronHook  # noqa: PLC0415
+    from hydroserver_provider.hooks.hydrocron import HydrocronHook
+    from hydroserver_provider.sources.hydrocron.source import HydrocronSource
 
     hook = HydrocronHook.for_payload(payload, task.airflow.get("hydrocron_conn_id"))
     return HydrocronSource(hook.get_conn(), feature_id=mappings[0].feature_id
@@ -249,7 +248,7 @@ def _hydrocron_source(task: Any, mappings: list[Any]) -> Any:
 def _source_headers(connection: Any) -> dict[str, str]:
     if connection.auth is None:
         return {}
-    from ..operators.ingest import source_auth_headers  # noqa: PLC0415
+    from hydroserver_provider.operators.ingest import source_auth_headers
 
     auth = connection.auth
     try:
@@ -270,7 +269,7 @@ def _source_headers(connection: Any) -> dict[str, str]:
 
 def first_rows(parsed: Any, identifiers: list[str], count: int) -> tuple[list, dict[str, list]]:
     """The first ``count`` timestamps over all series, and each identifier's value at them."""
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     heads = [parsed.series[i].timestamps[:count] for i in identifiers if i in parsed.series]
     if not heads or count == 0:
@@ -302,7 +301,7 @@ def rows_table(parsed: Any, identifiers: list[str], count: int) -> str:
 
 
 def _all_timestamps(parsed: Any, identifiers: list[str]) -> Any:
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     arrays = [parsed.series[i].timestamps for i in identifiers if i in parsed.series]
     return np.unique(np.concatenate(arrays)) if arrays else np.array([], dtype="datetime64[us]")
@@ -346,7 +345,7 @@ def datastreams_table(datastreams: list[dict]) -> str:
 
 def _require_matplotlib() -> None:
     try:
-        import matplotlib  # noqa: F401, PLC0415
+        import matplotlib  # noqa: F401
     except ImportError:
         raise CommandError(f"--plot needs matplotlib, which is not installed: "
                            f"{PLOT_EXTRA_HINT}") from None
@@ -355,7 +354,7 @@ def _require_matplotlib() -> None:
 def write_plot(path: Path, title: str, mappings: list[Any], parsed: Any,
                names: dict[str, str | None], window: Any) -> None:
     """One panel per mapped datastream with its parsed series; the run window is shaded."""
-    from matplotlib.figure import Figure  # noqa: PLC0415  (no pyplot: no global state, no GUI)
+    from matplotlib.figure import Figure
 
     figure = Figure(figsize=(10, 1.2 + 2.4 * len(mappings)), layout="constrained")
     axes = figure.subplots(len(mappings), 1, sharex=True, squeeze=False)[:, 0]
@@ -382,4 +381,4 @@ def write_plot(path: Path, title: str, mappings: list[Any], parsed: Any,
 
 
 def _naive_utc(moment: datetime) -> datetime:
-    return moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment.astimezone(UTC).replace(tzinfo=None)

@@ -13,17 +13,17 @@ import argparse
 import json
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-from .common import CommandError, parse_iso_moment, reports_errors
-from ..text import format_table
+from hydroserver_provider.cli.common import CommandError, parse_iso_moment, reports_errors
+from hydroserver_provider.text import format_table
 
 TERMINAL = ("SUCCESS", "FAILURE")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from hydroserver_provider.runs.history import STATUSES  # noqa: PLC0415
+    from hydroserver_provider.runs.history import STATUSES
 
     runs = subparsers.add_parser(
         "runs", help="list the runs of a task (newest first) or show one run",
@@ -67,7 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_api_options(parser: argparse.ArgumentParser) -> None:
-    from hydroserver_provider.runs.api import ENV_PASSWORD, ENV_TOKEN, ENV_URL, ENV_USERNAME  # noqa: PLC0415
+    from hydroserver_provider.runs.api import ENV_PASSWORD, ENV_TOKEN, ENV_URL, ENV_USERNAME
 
     group = parser.add_argument_group(
         "Airflow API", f"the API server and an Airflow user; default ${ENV_URL}, "
@@ -98,13 +98,13 @@ def _positive(text: str) -> int:
 
 
 def _api(args: argparse.Namespace) -> Any:
-    from hydroserver_provider.runs.api import AirflowAPI  # noqa: PLC0415
+    from hydroserver_provider.runs.api import AirflowAPI
 
     return AirflowAPI.from_env(args.api_url, args.username, args.password)
 
 
 def _when(moment: datetime | None) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
 
 
 def _short(text: str, width: int = 90) -> str:
@@ -125,7 +125,7 @@ def _print_run(run: Any) -> None:
 
 @reports_errors
 def run_runs(args: argparse.Namespace) -> int:
-    from hydroserver_provider.runs.history import get_run, list_runs, resolve_dag_id  # noqa: PLC0415
+    from hydroserver_provider.runs.history import get_run, list_runs, resolve_dag_id
 
     with _api(args) as api:
         dag_id = resolve_dag_id(api, args.task)
@@ -157,7 +157,7 @@ def run_runs(args: argparse.Namespace) -> int:
 
 @reports_errors
 def run_trigger(args: argparse.Namespace) -> int:
-    from hydroserver_provider.runs.history import get_run, resolve_dag_id, task_run  # noqa: PLC0415
+    from hydroserver_provider.runs.history import get_run, resolve_dag_id, task_run
 
     if (args.start is None) != (args.end is None):
         raise CommandError("a window needs both --start and --end")

@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import reports_errors
-from ..text import plural
+from hydroserver_provider.cli.common import reports_errors
+from hydroserver_provider.text import plural
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,8 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 @reports_errors
 def run(args: argparse.Namespace) -> int:
-    from ..factory import build_loaded  # noqa: PLC0415
-    from hydroserver_provider.definitions.files import load_definition_paths  # noqa: PLC0415
+    from hydroserver_provider.definitions.files import load_definition_paths
+    from hydroserver_provider.factory import build_loaded
 
     files, errors = load_definition_paths(args.paths)
     problems = build_loaded(files, errors, build=False).errors

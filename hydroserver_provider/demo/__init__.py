@@ -33,13 +33,20 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Iterator, Sequence
+from typing import IO, TYPE_CHECKING, Any
 
-from .sources import DEMO_SOURCES, DemoSetupError, DemoSource, Interval, SourceHosts
-from ..defaults import HYDROSERVER_CONN_ID
+from hydroserver_provider.defaults import HYDROSERVER_CONN_ID
+from hydroserver_provider.demo.sources import (
+    DEMO_SOURCES,
+    DemoSetupError,
+    DemoSource,
+    Interval,
+    SourceHosts,
+)
 
 if TYPE_CHECKING:
     from hydroserver_provider.definitions import Task
@@ -225,7 +232,7 @@ def prepare_home(home: Path) -> Path:
 
 def demo_tasks(sources: Sequence[DemoSource]) -> dict[str, Task]:
     """The example tasks the demo runs, read from ``dags/definitions/`` as Airflow will."""
-    from hydroserver_provider.definitions.files import load_definitions  # noqa: PLC0415
+    from hydroserver_provider.definitions.files import load_definitions
 
     folder = REPO / "dags" / "definitions"
     files, errors = load_definitions(folder)
@@ -256,7 +263,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         yield
         return
 
-    def interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
+    def interrupt(signum, frame):
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, interrupt)
@@ -278,7 +285,7 @@ def _shown(path: Path) -> str:
 
 
 def _interval(interval: Interval) -> str:
-    start, end = (t.astimezone(timezone.utc) for t in interval)
+    start, end = (t.astimezone(UTC) for t in interval)
     if start.date() == end.date():
         return f"{start:%Y-%m-%d %H:%M}-{end:%H:%M}"
     return f"{start:%Y-%m-%d %H:%M}-{end:%m-%d %H:%M}"
@@ -356,7 +363,7 @@ def _check_run(record: RunRecord, reply: dict[str, Any]) -> list[str]:
         problems.append(f"{where}: the run ended {record.state}")
     summary = reply.get("summary") or {}
     window = summary.get("window") or {}
-    planned = [t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    planned = [t.astimezone(UTC).isoformat().replace("+00:00", "Z")
                for t in record.interval]
     shown = [str(window.get("start", "")).replace("+00:00", "Z"),
              str(window.get("end", "")).replace("+00:00", "Z")]
@@ -463,7 +470,7 @@ def run_demo(home: Path = DEFAULT_HOME, out: IO[str] | None = None,
     Raises :class:`DemoSetupError` / :class:`DemoFailed` when it cannot go on, and
     ``KeyboardInterrupt`` on Ctrl-C -- always after stopping everything it started.
     """
-    from hydroserver_provider.testing.hydroserver import LocalHydroServer  # noqa: PLC0415
+    from hydroserver_provider.testing.hydroserver import LocalHydroServer
 
     out = out or sys.stdout
     table = Table(out)

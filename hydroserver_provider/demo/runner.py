@@ -42,8 +42,8 @@ def _redirect_output(log_path: str) -> IO[str]:
 
 def _start_airflow() -> Any:
     """Migrate the metadata database and parse the DAG folder; returns the DagBag."""
-    from airflow.dag_processing.dagbag import DagBag  # noqa: PLC0415
-    from airflow.utils import db  # noqa: PLC0415
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.utils import db
 
     db.upgradedb()
     return DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
@@ -51,8 +51,8 @@ def _start_airflow() -> Any:
 
 def _dag_ids() -> dict[str, str]:
     """Task name -> the DAG id the factory gives it (an ``airflow: {dag_id}`` included)."""
-    from hydroserver_provider.factory import dag_id_for, definitions_folder  # noqa: PLC0415
-    from hydroserver_provider.definitions.files import load_definitions  # noqa: PLC0415
+    from hydroserver_provider.definitions.files import load_definitions
+    from hydroserver_provider.factory import dag_id_for, definitions_folder
 
     dag_file = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]) / "hydroserver_ingestion.py"
     files, _ = load_definitions(definitions_folder(dag_file=dag_file))
@@ -62,8 +62,8 @@ def _dag_ids() -> dict[str, str]:
 
 def _summaries(dag_id: str, run_id: str) -> dict[str, Any]:
     """The ingest task's XComs of one run: ``return_value``, or ``summary`` when it failed."""
-    from airflow.models.xcom import XComModel  # noqa: PLC0415
-    from airflow.utils.session import create_session  # noqa: PLC0415
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
 
     with create_session() as session:
         rows = session.scalars(XComModel.get_many(run_id=run_id, dag_ids=dag_id)).all()
@@ -71,7 +71,7 @@ def _summaries(dag_id: str, run_id: str) -> dict[str, Any]:
 
 
 def _run(bag: Any, dag_id: str, logical_date: str) -> dict[str, Any]:
-    from datetime import datetime  # noqa: PLC0415
+    from datetime import datetime
 
     dag = bag.get_dag(dag_id)
     if dag is None:

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from hydroserver_provider.testing import stations
@@ -25,7 +26,7 @@ from hydroserver_provider.testing.sources import Handler, LocalSourceServer
 if TYPE_CHECKING:
     from hydroserver_provider.definitions import Task
 
-UTC = timezone.utc
+UTC = UTC
 Interval = tuple[datetime, datetime]
 Observation = tuple[datetime, float]
 
@@ -208,11 +209,11 @@ def _serve_hydrocron(task: Task, hosts: SourceHosts,
                      stack: contextlib.ExitStack) -> dict[str, str]:
     """The Hydrocron replay (recorded answers when the fixtures are at hand, else synthetic
     passes), named by the Airflow connection the definition uses."""
-    import csv  # noqa: PLC0415
-    import io  # noqa: PLC0415
-    import json  # noqa: PLC0415
+    import csv
+    import io
+    import json
 
-    from hydroserver_provider.testing.hydrocron import LocalHydrocron, synthetic_passes  # noqa: PLC0415
+    from hydroserver_provider.testing.hydrocron import LocalHydrocron, synthetic_passes
 
     payload = task.data_connection.payload
     feature_id = payload.feature_id or task.task_variables["feature_id"]

@@ -32,10 +32,14 @@ settings -> arguments), :mod:`.schedules` (timetables, the window of a run), :mo
 
 from __future__ import annotations
 
-from ..periods import last_cron_period, last_schedule_period, schedule_timing
-from .build import build_dag
-from .fanout import FAN_OUT_CONCURRENCY, MAP_INDEX_TEMPLATE, fan_out_concurrency, fan_out_features
-from .folder import (
+from hydroserver_provider.factory.build import build_dag
+from hydroserver_provider.factory.fanout import (
+    FAN_OUT_CONCURRENCY,
+    MAP_INDEX_TEMPLATE,
+    fan_out_concurrency,
+    fan_out_features,
+)
+from hydroserver_provider.factory.folder import (
     DEFINITIONS_DIR_ENV,
     BuildResult,
     build_dags,
@@ -44,8 +48,9 @@ from .folder import (
     raise_definition_errors,
     register_dags,
 )
-from .ids import DAG_ID_PREFIX, INGEST_TASK_ID, dag_id_for, slugify
-from .schedules import DEFAULT_START_DATE, RunWindowMacro
+from hydroserver_provider.factory.ids import DAG_ID_PREFIX, INGEST_TASK_ID, dag_id_for, slugify
+from hydroserver_provider.factory.schedules import DEFAULT_START_DATE, RunWindowMacro
+from hydroserver_provider.periods import last_cron_period, last_schedule_period, schedule_timing
 
 __all__ = [
     "DAG_ID_PREFIX",

@@ -5,26 +5,26 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from ..compat import DAG
-from ..errors import DefinitionError, DefinitionErrors
-from ..notifications.dags import add_failure_alert
-from ..operators.ingest import HydroIngestOperator
-from ..periods import schedule_timing
-from .docs import dag_description, dag_doc_md, dag_tags
-from .fanout import ingest_task
-from .ids import INGEST_TASK_ID, dag_id_for
-from .params import trigger_params
-from .schedules import (
+from hydroserver_provider.compat import DAG
+from hydroserver_provider.errors import DefinitionError, DefinitionErrors
+from hydroserver_provider.factory.docs import dag_description, dag_doc_md, dag_tags
+from hydroserver_provider.factory.fanout import ingest_task
+from hydroserver_provider.factory.ids import INGEST_TASK_ID, dag_id_for
+from hydroserver_provider.factory.params import trigger_params
+from hydroserver_provider.factory.schedules import (
     DEFAULT_START_DATE,
     WINDOW_END_TEMPLATE,
     WINDOW_START_TEMPLATE,
     RunWindowMacro,
     timetable_for,
 )
-from .settings import TaskSettings, task_settings
+from hydroserver_provider.factory.settings import TaskSettings, task_settings
+from hydroserver_provider.notifications.dags import add_failure_alert
+from hydroserver_provider.operators.ingest import HydroIngestOperator
+from hydroserver_provider.periods import schedule_timing
 
 if TYPE_CHECKING:
-    from ..definitions import Task
+    from hydroserver_provider.definitions import Task
 
 __all__ = ["build_dag", "check_task", "location", "reset_config_cache"]
 
@@ -63,9 +63,9 @@ def _dag_config_defaults() -> dict[str, Any]:
     read once; :func:`build_dags` reads them again for every folder."""
     global _config_defaults_cache
     if _config_defaults_cache is None:
-        import inspect  # noqa: PLC0415
+        import inspect
 
-        from ..compat import airflow_conf  # noqa: PLC0415
+        from hydroserver_provider.compat import airflow_conf
 
         accepted = inspect.signature(DAG.__init__).parameters
         _config_defaults_cache = {

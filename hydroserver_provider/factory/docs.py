@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .ids import INGEST_TASK_ID
-from .schedules import schedule_text
-from .settings import MAX_TAG, TaskSettings
+from hydroserver_provider.factory.ids import INGEST_TASK_ID
+from hydroserver_provider.factory.schedules import schedule_text
+from hydroserver_provider.factory.settings import MAX_TAG, TaskSettings
 
 __all__ = ["dag_description", "dag_doc_md", "dag_tags"]
 

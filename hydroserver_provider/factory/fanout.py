@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..definitions import Task
+    from hydroserver_provider.definitions import Task
 
 __all__ = ["FAN_OUT_CONCURRENCY", "MAP_INDEX_TEMPLATE", "fan_out_concurrency",
            "fan_out_features", "ingest_task"]
@@ -53,7 +54,7 @@ def _hydrocron_fan_out(operator_class: Any, task: Task, features: tuple[str, ...
     itself at ``rate / share`` (``hydrocron_rate_share``, see the operator). Other DAGs using the
     same endpoint are not counted: give them a common pool if that matters.
     """
-    from ..operators.ingest import datastream_assets  # noqa: PLC0415
+    from hydroserver_provider.operators.ingest import datastream_assets
 
     share = fan_out_concurrency(len(features), dag_settings)
     mappings = kwargs.pop("mappings")

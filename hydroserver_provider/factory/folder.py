@@ -39,18 +39,19 @@ import contextlib
 import gc
 import logging
 import os
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, MutableMapping
+from typing import TYPE_CHECKING, Any
 
-from ..compat import DAG, get_parsing_context
-from ..errors import DefinitionError, DefinitionErrors
-from .build import build_dag, check_task, location, reset_config_cache
-from .ids import dag_id_for
+from hydroserver_provider.compat import DAG, get_parsing_context
+from hydroserver_provider.errors import DefinitionError, DefinitionErrors
+from hydroserver_provider.factory.build import build_dag, check_task, location, reset_config_cache
+from hydroserver_provider.factory.ids import dag_id_for
 
 if TYPE_CHECKING:
-    from ..definitions import Task
-    from ..definitions.files import DefinitionFile
+    from hydroserver_provider.definitions import Task
+    from hydroserver_provider.definitions.files import DefinitionFile
 
 __all__ = [
     "DEFINITIONS_DIR_ENV",
@@ -145,7 +146,7 @@ def _build_dags(folder: Path, only_dag_id: str | None, build: bool) -> BuildResu
         fast = _build_only(folder, only_dag_id)
         if fast is not None:
             return fast
-    from ..definitions.files import load_definitions  # noqa: PLC0415
+    from hydroserver_provider.definitions.files import load_definitions
 
     files, errors = load_definitions(folder)
     return build_loaded(files, errors, only_dag_id=only_dag_id, build=build)
@@ -197,7 +198,7 @@ def _raw_dag_id(raw_task: Mapping[str, Any]) -> str | None:
 def _raw_keys(raw_task: Mapping[str, Any]) -> set[tuple[str, str]]:
     """What a task could conflict on across the folder (name, id, target datastreams, DAG id),
     read from the raw document; a superset of what the loader compares, never less."""
-    from ..definitions import MAPPING_KEYS  # noqa: PLC0415
+    from hydroserver_provider.definitions import MAPPING_KEYS
 
     keys: set[tuple[str, str]] = set()
     name = raw_task.get("name")
@@ -247,7 +248,11 @@ def _build_only(folder: Path, wanted: str) -> BuildResult | None:
     and nothing it could conflict on (name, HydroServer id, target datastream, DAG id) appears in
     any other task: then the full load would have accepted or refused it exactly like this.
     """
-    from ..definitions.files import _read_file, definition_paths, parse_definitions  # noqa: PLC0415
+    from hydroserver_provider.definitions.files import (
+        _read_file,
+        definition_paths,
+        parse_definitions,
+    )
 
     if not folder.is_dir():
         return None
@@ -313,7 +318,7 @@ def raise_definition_errors(folder: str | os.PathLike[str] | None = None, *,
 
 
 def _is_digest_dag_id(dag_id: str) -> bool:
-    from ..notifications.dags import DIGEST_DAG_PREFIX  # noqa: PLC0415
+    from hydroserver_provider.notifications.dags import DIGEST_DAG_PREFIX
 
     return dag_id.startswith(DIGEST_DAG_PREFIX)
 
@@ -322,7 +327,7 @@ def _add_digest_dags(result: BuildResult, claims: Mapping[str, list[tuple[Task, 
                      only_dag_id: str | None, build: bool) -> None:
     """One digest DAG per data connection with an enabled ``notification.schedule``, over its
     tasks that got a DAG id of their own."""
-    from ..notifications.dags import build_digest_dags  # noqa: PLC0415
+    from hydroserver_provider.notifications.dags import build_digest_dags
 
     tasks = [(claimants[0][0], dag_id, claimants[0][1]) for dag_id, claimants in claims.items()
              if len(claimants) == 1]

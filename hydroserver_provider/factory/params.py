@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..compat import Param
+from hydroserver_provider.compat import Param
 
 __all__ = ["ISO_DATETIME_PATTERN", "trigger_params"]
 

@@ -17,11 +17,11 @@ Windows of a run (the placeholders ``window_start`` / ``window_end`` / ``run_tim
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-from ..compat import CronDataIntervalTimetable, DeltaDataIntervalTimetable
-from ..periods import last_schedule_period
+from hydroserver_provider.compat import CronDataIntervalTimetable, DeltaDataIntervalTimetable
+from hydroserver_provider.periods import last_schedule_period
 
 __all__ = [
     "DEFAULT_START_DATE",
@@ -33,7 +33,7 @@ __all__ = [
     "timetable_for",
 ]
 
-DEFAULT_START_DATE = datetime(2024, 1, 1, tzinfo=timezone.utc)
+DEFAULT_START_DATE = datetime(2024, 1, 1, tzinfo=UTC)
 """``start_date`` of a task without ``start_time``: fixed, so parsing is deterministic."""
 
 WINDOW_START_TEMPLATE = "{{ params.window_start or hydroserver_run_window(dag_run).start }}"
@@ -89,15 +89,15 @@ class RunWindowMacro:
         end = getattr(dag_run, "data_interval_end", None)
         if start is not None and end is not None and start < end:
             return RunWindow(start.isoformat(), end.isoformat())
-        run_after = getattr(dag_run, "run_after", None) or datetime.now(timezone.utc)
+        run_after = getattr(dag_run, "run_after", None) or datetime.now(UTC)
         if run_after.tzinfo is None:
-            run_after = run_after.replace(tzinfo=timezone.utc)
+            run_after = run_after.replace(tzinfo=UTC)
         period = last_schedule_period(run_after, interval_seconds=self.interval_seconds,
                                       crontab=self.crontab, timezone=self.timezone)
         if period is not None:
             return RunWindow(period[0].isoformat(), period[1].isoformat())
         if self.windowed:
-            from ..compat import AirflowFailException  # noqa: PLC0415
+            from hydroserver_provider.compat import AirflowFailException
 
             raise AirflowFailException(
                 f"task '{self.task_name}' has no schedule and its source URL needs a window: "

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
-from ..defaults import CHUNK_ROWS, HYDROSERVER_CONN_ID
-from ..definitions.durations import parse_duration
-from ..errors import DefinitionError
-from .ids import MAX_DAG_ID
+from hydroserver_provider.defaults import CHUNK_ROWS, HYDROSERVER_CONN_ID
+from hydroserver_provider.definitions.durations import parse_duration
+from hydroserver_provider.errors import DefinitionError
+from hydroserver_provider.factory.ids import MAX_DAG_ID
 
 __all__ = ["KNOWN_SETTINGS", "MAX_TAG", "TaskSettings", "task_settings"]
 

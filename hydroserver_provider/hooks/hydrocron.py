@@ -21,7 +21,8 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from ..compat import AirflowNotFoundException, BaseHook, mask_secret
+from hydroserver_provider.compat import AirflowNotFoundException, BaseHook, mask_secret
+from hydroserver_provider.defaults import HYDROCRON_CONN_ID
 from hydroserver_provider.errors import HydroServerProviderError
 from hydroserver_provider.retries import RetryPolicy
 from hydroserver_provider.sources.hydrocron.client import (
@@ -35,7 +36,6 @@ from hydroserver_provider.sources.hydrocron.client import (
     normalize_base_url,
 )
 from hydroserver_provider.sources.ratelimit import shared_limiter
-from ..defaults import HYDROCRON_CONN_ID
 
 log = logging.getLogger(__name__)
 

@@ -11,18 +11,19 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Iterable, Iterator, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import orjson
 import requests
 
+from hydroserver_provider.defaults import CHUNK_ROWS
 from hydroserver_provider.errors import HydroServerAPIError, HydroServerProviderError
 from hydroserver_provider.retries import RetriesExhausted, RetryPolicy, send_with_retries
 from hydroserver_provider.timestamps import parse_instant, to_utc_iso
-from ..defaults import CHUNK_ROWS
 
 log = logging.getLogger(__name__)
 

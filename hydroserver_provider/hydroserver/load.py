@@ -25,17 +25,18 @@ run wrote.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 
+from hydroserver_provider.defaults import CHUNK_ROWS
 from hydroserver_provider.errors import HydroServerAPIError, HydroServerProviderError
-from ..defaults import CHUNK_ROWS
-from ..timestamps import parse_instant, to_utc_iso
-from .client import BulkMode, HydroServerClient, chunk_slices
+from hydroserver_provider.hydroserver.client import BulkMode, HydroServerClient, chunk_slices
 from hydroserver_provider.sources.parse import ParsedSeries
+from hydroserver_provider.timestamps import parse_instant, to_utc_iso
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ class DatastreamOutcome:
 
 
 def as_datetime64(moment: datetime) -> np.datetime64:
-    return np.datetime64(moment.astimezone(timezone.utc).replace(tzinfo=None), "us")
+    return np.datetime64(moment.astimezone(UTC).replace(tzinfo=None), "us")
 
 
 def load_datastream(

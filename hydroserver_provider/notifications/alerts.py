@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Mapping, Sequence
+from typing import Any
 from urllib.parse import quote
 
-from ..compat import BaseNotifier
+from hydroserver_provider.compat import BaseNotifier
 
 __all__ = ["FailureAlert", "FailureReport", "failure_report", "safe_error_text"]
 
@@ -55,8 +56,8 @@ def safe_error_text(exc: BaseException | None) -> str:
     """
     if exc is None:
         return "the task failed (no exception was reported; see the task log)"
-    from ..compat import redact  # noqa: PLC0415
-    from hydroserver_provider.errors import HydroServerProviderError  # noqa: PLC0415
+    from hydroserver_provider.compat import redact
+    from hydroserver_provider.errors import HydroServerProviderError
 
     name = type(exc).__name__
     if isinstance(exc, HydroServerProviderError) or name in _OWN_AIRFLOW_ERRORS \
@@ -111,7 +112,7 @@ def _window(context: Mapping[str, Any], summary: dict | None) -> tuple[str | Non
 
 
 def _urls(ti: Any, dag_id: str, run_id: str) -> tuple[str | None, str | None]:
-    from ..compat import airflow_conf  # noqa: PLC0415
+    from hydroserver_provider.compat import airflow_conf
 
     base = (airflow_conf.get("api", "base_url", fallback="") or "").rstrip("/")
     run_url = f"{base}/dags/{quote(dag_id)}/runs/{quote(run_id, safe='')}" if base else None
@@ -144,7 +145,7 @@ def failure_report(context: Mapping[str, Any], *, task_name: str,
 
 
 def _is_ingestion_failure(exc: BaseException | None) -> bool:
-    from hydroserver_provider.errors import IngestionFailed  # noqa: PLC0415
+    from hydroserver_provider.errors import IngestionFailed
 
     return isinstance(exc, IngestionFailed)
 
@@ -154,7 +155,7 @@ def _pull_summary(ti: Any) -> dict | None:
         return None
     try:
         value = ti.xcom_pull(task_ids=ti.task_id, key="summary")
-    except Exception:  # noqa: BLE001 - an alert must still go out
+    except Exception:
         log.warning("Could not read the run summary from XCom", exc_info=True)
         return None
     return value if isinstance(value, dict) else None
@@ -171,7 +172,7 @@ def _record_summary(ti: Any, report: FailureReport) -> None:
     }
     try:
         ti.xcom_push(key="summary", value=summary)
-    except Exception:  # noqa: BLE001 - history loses a message; the alert still goes out
+    except Exception:
         log.warning("Could not record the failure summary in XCom", exc_info=True)
 
 
@@ -201,8 +202,12 @@ class FailureAlert(BaseNotifier):
         _record_summary(context.get("ti"), report)
         if not self.recipients:
             return
-        from .mail import EmailNotSent, build_message, send_message  # noqa: PLC0415
-        from .render import render_failure  # noqa: PLC0415
+        from hydroserver_provider.notifications.mail import (
+            EmailNotSent,
+            build_message,
+            send_message,
+        )
+        from hydroserver_provider.notifications.render import render_failure
 
         subject, text, html = render_failure(report)
         message = build_message(subject=subject, recipients=self.recipients, text=text,

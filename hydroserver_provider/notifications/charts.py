@@ -8,7 +8,7 @@ the object-oriented API on an Agg canvas, so no global pyplot state or display i
 from __future__ import annotations
 
 import io
-from typing import Sequence
+from collections.abc import Sequence
 
 __all__ = ["SPARK_BARS", "png_bar_chart", "sparkline"]
 
@@ -31,8 +31,8 @@ def png_bar_chart(values: Sequence[float], *, labels: Sequence[str] = (),
     """A small bar chart (one bar per run, failed runs in red) as PNG bytes, or None when
     matplotlib is not installed."""
     try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
-        from matplotlib.figure import Figure  # noqa: PLC0415
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
     except ImportError:
         return None
     figure = Figure(figsize=(4.0, 1.3), dpi=100)

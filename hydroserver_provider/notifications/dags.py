@@ -15,17 +15,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
-from ..compat import DAG, BaseOperator
-from ..errors import DefinitionError
-from ..factory.ids import slugify
-from ..factory.schedules import DEFAULT_START_DATE, schedule_text, timetable_for
-from ..periods import last_schedule_period, schedule_timing
-from .alerts import FailureAlert
-from .digest import DigestTask
+from hydroserver_provider.compat import DAG, BaseOperator
+from hydroserver_provider.errors import DefinitionError
+from hydroserver_provider.factory.ids import slugify
+from hydroserver_provider.factory.schedules import DEFAULT_START_DATE, schedule_text, timetable_for
+from hydroserver_provider.notifications.alerts import FailureAlert
+from hydroserver_provider.notifications.digest import DigestTask
+from hydroserver_provider.periods import last_schedule_period, schedule_timing
 
 if TYPE_CHECKING:
     from hydroserver_provider.definitions import DataConnection, Task
@@ -203,16 +204,16 @@ class HydroDigestOperator(BaseOperator):
         end = context.get("data_interval_end")
         if start is not None and end is not None and start < end:
             return start, end
-        now = getattr(context.get("dag_run"), "run_after", None) or datetime.now(timezone.utc)
+        now = getattr(context.get("dag_run"), "run_after", None) or datetime.now(UTC)
         return last_schedule_period(now, interval_seconds=self.interval_seconds,
                                     crontab=self.crontab, timezone=self.timezone) or (
             now - timedelta(days=1), now)
 
     def execute(self, context: Mapping[str, Any]) -> dict[str, Any]:
-        from hydroserver_provider.runs.api import AirflowAPI, iso_utc  # noqa: PLC0415
-        from .digest import collect_digest  # noqa: PLC0415
-        from .mail import build_message, send_message  # noqa: PLC0415
-        from .render import render_digest  # noqa: PLC0415
+        from hydroserver_provider.notifications.digest import collect_digest
+        from hydroserver_provider.notifications.mail import build_message, send_message
+        from hydroserver_provider.notifications.render import render_digest
+        from hydroserver_provider.runs.api import AirflowAPI, iso_utc
 
         start, end = self.period(context)
         self.log.info("Digest of %s for %s -> %s", self.connection_name, start, end)

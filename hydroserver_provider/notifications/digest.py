@@ -15,13 +15,14 @@ one per run for its summary XCom, and one or two for the last successful run.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from ..periods import last_schedule_period
-from ..runs.history import TaskRun, list_runs
-from ..timestamps import parse_instant
+from hydroserver_provider.periods import last_schedule_period
+from hydroserver_provider.runs.history import TaskRun, list_runs
+from hydroserver_provider.timestamps import parse_instant
 
 __all__ = ["DatastreamTotals", "Digest", "DigestTask", "TaskDigest", "behind_schedule",
            "collect_digest", "dropped_total", "schedule_period"]
@@ -194,6 +195,6 @@ def _task_digest(api: Any, task: DigestTask, start: datetime, end: datetime,
 def collect_digest(api: Any, connection_name: str, tasks: Sequence[DigestTask],
                    start: datetime, end: datetime, now: datetime | None = None) -> Digest:
     """Everything the digest of ``[start, end)`` shows, read from Airflow's API."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     return Digest(connection_name, start, end,
                   [_task_digest(api, task, start, end, now) for task in tasks], now)

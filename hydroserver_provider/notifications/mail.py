@@ -12,9 +12,10 @@ from __future__ import annotations
 import functools
 import logging
 import smtplib
+from collections.abc import Mapping, Sequence
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 __all__ = ["DEFAULT_SMTP_CONN_ID", "EmailNotSent", "build_message", "default_smtp_conn_id",
            "send_message"]
@@ -31,7 +32,7 @@ class EmailNotSent(Exception):
 
 def default_smtp_conn_id() -> str:
     """Airflow's own setting for the SMTP connection: ``[email] email_conn_id``."""
-    from ..compat import airflow_conf  # noqa: PLC0415
+    from hydroserver_provider.compat import airflow_conf
 
     return airflow_conf.get("email", "email_conn_id", fallback=None) or DEFAULT_SMTP_CONN_ID
 
@@ -60,7 +61,7 @@ def build_message(*, subject: str, recipients: Sequence[str], text: str, html: s
 
 @functools.lru_cache(maxsize=1)
 def _mime_hook_class() -> type:
-    from ..compat import smtp_hook_class  # noqa: PLC0415
+    from hydroserver_provider.compat import smtp_hook_class
 
     base: Any = smtp_hook_class()
 
@@ -80,7 +81,7 @@ def _mime_hook_class() -> type:
 
 
 def _sender(hook: Any) -> str:
-    from ..compat import airflow_conf  # noqa: PLC0415
+    from hydroserver_provider.compat import airflow_conf
 
     return (hook.from_email or airflow_conf.get("email", "from_email", fallback=None)
             or airflow_conf.get("smtp", "smtp_mail_from", fallback=None) or _FALLBACK_SENDER)

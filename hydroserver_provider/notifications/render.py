@@ -6,18 +6,19 @@ HTML parts show the same figures.
 
 from __future__ import annotations
 
-from datetime import timezone
+from collections.abc import Iterable, Sequence
+from datetime import UTC
 from html import escape
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
-from ..text import format_table, number
-from ..timestamps import parse_instant
-from .charts import png_bar_chart, sparkline
-from .digest import dropped_total
+from hydroserver_provider.notifications.charts import png_bar_chart, sparkline
+from hydroserver_provider.notifications.digest import dropped_total
+from hydroserver_provider.text import format_table, number
+from hydroserver_provider.timestamps import parse_instant
 
 if TYPE_CHECKING:
-    from .alerts import FailureReport
-    from .digest import Digest, TaskDigest
+    from hydroserver_provider.notifications.alerts import FailureReport
+    from hydroserver_provider.notifications.digest import Digest, TaskDigest
 
 __all__ = ["SUBJECT_PREFIX", "render_digest", "render_failure"]
 
@@ -36,7 +37,7 @@ def _when(value: Any) -> str:
     if value in (None, ""):
         return "-"
     try:
-        value = parse_instant(value).astimezone(timezone.utc)
+        value = parse_instant(value).astimezone(UTC)
     except (ValueError, TypeError):
         return str(value)
     text = value.strftime("%Y-%m-%d %H:%M:%S" if value.second else "%Y-%m-%d %H:%M")

@@ -7,12 +7,20 @@ the task's XCom. ``__init__`` does no I/O; everything happens in ``execute``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Mapping, Sequence
+from typing import Any
 
-from ..compat import AirflowFailException, Asset, BaseOperator, Connection, Variable, mask_secret
-from ..defaults import CHUNK_ROWS, HYDROSERVER_CONN_ID
-from ..timestamps import parse_instant
+from hydroserver_provider.compat import (
+    AirflowFailException,
+    Asset,
+    BaseOperator,
+    Connection,
+    Variable,
+    mask_secret,
+)
+from hydroserver_provider.defaults import CHUNK_ROWS, HYDROSERVER_CONN_ID
+from hydroserver_provider.timestamps import parse_instant
 
 
 def _datastream_asset_uri(host: str, datastream_id: str) -> str:
@@ -116,7 +124,8 @@ class HydroIngestOperator(BaseOperator):
         hydrocron_rate_share: int = 1,
         **kwargs: Any,
     ) -> None:
-        from hydroserver_provider.definitions import DataConnection, Mapping as MappingDef  # noqa: PLC0415
+        from hydroserver_provider.definitions import DataConnection
+        from hydroserver_provider.definitions import Mapping as MappingDef
 
         self.data_connection = (data_connection if isinstance(data_connection, DataConnection)
                                 else DataConnection.model_validate(data_connection))
@@ -142,7 +151,7 @@ class HydroIngestOperator(BaseOperator):
     def _mask_secret_variables(self) -> None:
         """Tell Airflow's masker the values of secret placeholders (``?key={station_key}``), so
         no log line shows them, not even urllib3's debug line with the request's query."""
-        from hydroserver_provider.sources.placeholders import secret_placeholder_names  # noqa: PLC0415
+        from hydroserver_provider.sources.placeholders import secret_placeholder_names
 
         source_url = getattr(self.data_connection, "source_url", None) or ""
         for name in secret_placeholder_names(source_url):
@@ -158,7 +167,7 @@ class HydroIngestOperator(BaseOperator):
         something other than the run's data interval. A scheduled run's own data interval is
         not "given": an incremental source ignores it.
         """
-        from hydroserver_provider.sources.placeholders import RunWindow  # noqa: PLC0415
+        from hydroserver_provider.sources.placeholders import RunWindow
 
         start = _to_datetime(self.window_start, "window_start")
         end = _to_datetime(self.window_end, "window_end")
@@ -181,9 +190,9 @@ class HydroIngestOperator(BaseOperator):
                          reason=reason if explicit else None)
 
     def execute(self, context: Mapping[str, Any]) -> dict[str, Any]:
-        from hydroserver_provider.errors import DefinitionError, IngestionFailed  # noqa: PLC0415
-        from hydroserver_provider.pipeline import RunOptions, run_ingestion  # noqa: PLC0415
-        from ..hooks.hydroserver import HydroServerHook  # noqa: PLC0415
+        from hydroserver_provider.errors import DefinitionError, IngestionFailed
+        from hydroserver_provider.hooks.hydroserver import HydroServerHook
+        from hydroserver_provider.pipeline import RunOptions, run_ingestion
 
         options = RunOptions(
             chunk_rows=int(self.chunk_rows), dry_run=_to_bool(self.dry_run),
@@ -220,8 +229,8 @@ class HydroIngestOperator(BaseOperator):
         payload = self.data_connection.payload
         if payload.type != "HYDROCRON":
             return None
-        from hydroserver_provider.sources.ratelimit import shared_limiter  # noqa: PLC0415
-        from ..hooks.hydrocron import HydrocronHook  # noqa: PLC0415
+        from hydroserver_provider.hooks.hydrocron import HydrocronHook
+        from hydroserver_provider.sources.ratelimit import shared_limiter
 
         if any(m.feature_id for m in self.mappings):  # a fan-out instance: announce only its own
             own = {_datastream_asset_uri(self._asset_host, m.target_datastream_id)
@@ -240,7 +249,7 @@ class HydroIngestOperator(BaseOperator):
         """The Hydrocron source of this instance (None: the connection's default source)."""
         if hook is None:
             return None
-        from hydroserver_provider.sources.hydrocron.source import HydrocronSource  # noqa: PLC0415
+        from hydroserver_provider.sources.hydrocron.source import HydrocronSource
 
         feature = (str(self.feature_id).strip()
                    if self.feature_id not in (None, "", "None") else None)

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from hydroserver_provider.errors import HydroServerProviderError
@@ -62,8 +63,8 @@ class AirflowAPIError(HydroServerProviderError):
 def iso_utc(moment: datetime) -> str:
     """``2025-01-01T00:00:00Z`` (a naive value is taken as UTC)."""
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _base_url(url: str) -> str:
@@ -139,7 +140,7 @@ class AirflowAPI:
         """From an Airflow connection: host (with scheme and port) = the API server, login +
         password = an Airflow user, or ``extra.token`` = a ready JWT. Without a host, Airflow's
         own ``[api] base_url`` is used."""
-        from hydroserver_provider.compat import AirflowNotFoundException, Connection, airflow_conf  # noqa: PLC0415
+        from hydroserver_provider.compat import AirflowNotFoundException, Connection, airflow_conf
 
         try:
             conn = Connection.get(conn_id)
@@ -180,14 +181,14 @@ class AirflowAPI:
 
     def _http(self) -> Any:
         if self._session is None:
-            import requests  # noqa: PLC0415
+            import requests
 
             self._session = requests.Session()
             self._session.headers["Accept"] = "application/json"
         return self._session
 
     def _send(self, method: str, path: str, **kwargs: Any) -> Any:
-        import requests  # noqa: PLC0415
+        import requests
 
         try:
             return self._http().request(method, self.url + path, timeout=self.timeout, **kwargs)

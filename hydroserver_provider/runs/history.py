@@ -24,11 +24,11 @@ missing) still has one: the failure alert records the error message under ``summ
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-from .api import AirflowAPI, AirflowAPIError
 from hydroserver_provider.errors import HydroServerProviderError
+from hydroserver_provider.runs.api import AirflowAPI, AirflowAPIError
 from hydroserver_provider.timestamps import parse_instant
 
 __all__ = [
@@ -150,7 +150,7 @@ def list_runs(api: AirflowAPI, dag_id: str, *, status: str | None = None,
         summary, note = read_summary(api, dag_id, dag_run["dag_run_id"],
                                      str(dag_run.get("state")), task_id)
         runs.append(task_run(dag_run, summary, note))
-    far_future = datetime.max.replace(tzinfo=timezone.utc)
+    far_future = datetime.max.replace(tzinfo=UTC)
     runs.sort(key=lambda r: r.started_at or far_future, reverse=True)
     return runs
 

@@ -12,9 +12,10 @@ connection: a URL fetched and parsed as CSV or JSON (:mod:`.url`), or NASA's Hyd
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from hydroserver_provider.definitions import DataConnection

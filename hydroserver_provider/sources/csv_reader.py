@@ -22,12 +22,18 @@ from __future__ import annotations
 import csv
 import io
 import re
-from typing import TYPE_CHECKING, Any, BinaryIO, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import pandas as pd
 
 from hydroserver_provider.errors import DefinitionError, ParseError
-from .parse import PARSE_CHUNK_ROWS, ParseResult, SeriesBuilder, not_found_message
+from hydroserver_provider.sources.parse import (
+    PARSE_CHUNK_ROWS,
+    ParseResult,
+    SeriesBuilder,
+    not_found_message,
+)
 from hydroserver_provider.timestamps.columns import TimestampParser
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -12,9 +12,10 @@ import gzip
 import io
 import re
 import zlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator, Sequence
+from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
 import requests

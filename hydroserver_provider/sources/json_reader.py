@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import jmespath
 import jmespath.exceptions
@@ -19,7 +20,12 @@ import orjson
 import pandas as pd
 
 from hydroserver_provider.errors import DefinitionError, ParseError
-from .parse import PARSE_CHUNK_ROWS, ParseResult, SeriesBuilder, not_found_message
+from hydroserver_provider.sources.parse import (
+    PARSE_CHUNK_ROWS,
+    ParseResult,
+    SeriesBuilder,
+    not_found_message,
+)
 from hydroserver_provider.timestamps.columns import TimestampParser
 
 if TYPE_CHECKING:  # pragma: no cover

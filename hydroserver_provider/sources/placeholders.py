@@ -7,9 +7,9 @@ space. Values that look like secrets are redacted in the URL the logs and result
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone, tzinfo
-from typing import Callable, Mapping
+from datetime import UTC, datetime, tzinfo
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from hydroserver_provider.definitions import DataConnection, PlaceholderVariable
@@ -17,7 +17,7 @@ from hydroserver_provider.definitions.checks import PLACEHOLDER, SECRET_PARAM, p
 from hydroserver_provider.errors import DefinitionError
 from hydroserver_provider.timestamps import zone_for
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 REDACTED = "***"
 
 
@@ -33,7 +33,7 @@ class RunWindow:
 
     start: datetime | None = None
     end: datetime | None = None
-    started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     explicit: bool = False
     reason: str | None = None
 
@@ -74,15 +74,15 @@ def secret_placeholder_names(source_url: str) -> list[str]:
 
 def connection_zone(connection: DataConnection) -> tzinfo:
     """The zone URL dates are written in: the one naive source timestamps are read in."""
-    return zone_for(connection) or timezone.utc
+    return zone_for(connection) or UTC
 
 
 def format_moment(moment: datetime, variable: PlaceholderVariable, zone: tzinfo) -> str:
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     if variable.timestamp_format:
         return moment.astimezone(zone).strftime(variable.timestamp_format)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def resolve_url(

@@ -22,8 +22,9 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 __all__ = ["LocalAirflow", "free_port", "seed_runs"]
 
@@ -44,8 +45,15 @@ class LocalAirflow:
     :param env: more environment variables (connections, Airflow settings).
     """
 
-    def __init__(self, home: Path, dags_folder: Path, *, env: Mapping[str, str] | None = None,
-                 port: int | None = None, password: str = "local-airflow-admin") -> None:
+    def __init__(
+        self,
+        home: Path,
+        dags_folder: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        port: int | None = None,
+        password: str = "local-airflow-admin",
+    ) -> None:
         self.home = Path(home)
         self.dags_folder = Path(dags_folder)
         self.port = port or free_port()
@@ -56,7 +64,8 @@ class LocalAirflow:
         self.log_path = self.home / "server.log"
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "simple_auth_manager_passwords.json.generated").write_text(
-            json.dumps({ADMIN: password}))
+            json.dumps({ADMIN: password})
+        )
 
     @property
     def url(self) -> str:
@@ -64,32 +73,44 @@ class LocalAirflow:
 
     def env(self) -> dict[str, str]:
         bin_dir = str(Path(sys.executable).parent)
-        env = {key: value for key, value in os.environ.items()
-               if not key.startswith("AIRFLOW__") and key != "AIRFLOW_HOME"}
-        env.update({
-            "AIRFLOW_HOME": str(self.home),
-            "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin",
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__PORT": str(self.port),
-            "AIRFLOW__API__BASE_URL": self.url,
-            "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
-        })
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith("AIRFLOW__") and key != "AIRFLOW_HOME"
+        }
+        env.update(
+            {
+                "AIRFLOW_HOME": str(self.home),
+                "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin",
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__API__PORT": str(self.port),
+                "AIRFLOW__API__BASE_URL": self.url,
+                "AIRFLOW__API__WORKERS": "1",
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
+            }
+        )
         env.update(self.extra_env)
         return env
 
     def airflow(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
         """Run one ``airflow`` command to its end; raises with its output if it fails."""
-        done = subprocess.run([sys.executable, "-m", "airflow", *args], env=self.env(),
-                              capture_output=True, text=True, timeout=timeout,
-                              cwd=str(self.home))
+        done = subprocess.run(
+            [sys.executable, "-m", "airflow", *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=str(self.home),
+        )
         if done.returncode != 0:
-            raise RuntimeError(f"airflow {' '.join(args)} exited {done.returncode}:\n"
-                               f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+            raise RuntimeError(
+                f"airflow {' '.join(args)} exited {done.returncode}:\n"
+                f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+            )
         return done
 
     def migrate(self) -> None:
@@ -108,9 +129,14 @@ class LocalAirflow:
         if args[:1] == ["api-server"]:
             args += ["--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
-        self.process = subprocess.Popen([sys.executable, "-m", "airflow", *args],
-                                        env=self.env(), stdout=log, stderr=subprocess.STDOUT,
-                                        cwd=str(self.home), start_new_session=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "airflow", *args],
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=str(self.home),
+            start_new_session=True,
+        )
         log.close()
         return self
 
@@ -120,17 +146,19 @@ class LocalAirflow:
         except OSError:
             return ""
 
-    def wait_healthy(self, components: Sequence[str] = ("metadatabase",),
-                     timeout: float = 120) -> dict:
+    def wait_healthy(
+        self, components: Sequence[str] = ("metadatabase",), timeout: float = 120
+    ) -> dict:
         """Wait until ``/api/v2/monitor/health`` says each of ``components`` is healthy."""
-        import requests  # noqa: PLC0415
+        import requests
 
         deadline = time.monotonic() + timeout
         last: Any = None
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"airflow exited {self.process.returncode} while starting:\n"
-                                   + self.log_tail())
+                raise RuntimeError(
+                    f"airflow exited {self.process.returncode} while starting:\n" + self.log_tail()
+                )
             try:
                 last = requests.get(f"{self.url}/api/v2/monitor/health", timeout=5).json()
                 if all((last.get(c) or {}).get("status") == "healthy" for c in components):
@@ -138,18 +166,20 @@ class LocalAirflow:
             except (requests.RequestException, ValueError):
                 pass
             time.sleep(0.5)
-        raise TimeoutError(f"Airflow not healthy after {timeout} s (last: {last}):\n"
-                           + self.log_tail())
+        raise TimeoutError(
+            f"Airflow not healthy after {timeout} s (last: {last}):\n" + self.log_tail()
+        )
 
     def api(self) -> Any:
-        from hydroserver_provider.runs.api import AirflowAPI  # noqa: PLC0415
+        from hydroserver_provider.runs.api import AirflowAPI
 
         return AirflowAPI(self.url, username=ADMIN, password=self.password)
 
     def api_connection(self) -> str:
         """JSON of an Airflow connection to this server's REST API (for digests)."""
-        return json.dumps({"conn_type": "http", "host": self.url, "login": ADMIN,
-                           "password": self.password})
+        return json.dumps(
+            {"conn_type": "http", "host": self.url, "login": ADMIN, "password": self.password}
+        )
 
     def stop(self, grace: float = 20) -> None:
         """End every process of the group: SIGTERM, then SIGKILL after ``grace`` seconds."""
@@ -196,8 +226,7 @@ class LocalAirflow:
         """Processes still alive from the last server started -- in its process group, or
         carrying its ``AIRFLOW_HOME`` (none after :meth:`stop`)."""
         members = _group_members(self._group) if self._group is not None else []
-        return sorted(set(members) | {f"{pid} {name}" for pid, name in
-                                      _home_processes(self.home)})
+        return sorted(set(members) | {f"{pid} {name}" for pid, name in _home_processes(self.home)})
 
     def __enter__(self) -> LocalAirflow:
         return self
@@ -217,9 +246,9 @@ def _group_members(group: int) -> list[str]:
         except OSError:
             continue
         # pid (comm) state ppid pgrp ...: comm may hold spaces, so split after the last ')'
-        fields = stat[stat.rfind(")") + 2:].split()
+        fields = stat[stat.rfind(")") + 2 :].split()
         if len(fields) > 2 and fields[0] != "Z" and int(fields[2]) == group:
-            members.append(f"{entry.name} {stat[stat.find('(') + 1:stat.rfind(')')]}")
+            members.append(f"{entry.name} {stat[stat.find('(') + 1 : stat.rfind(')')]}")
     return members
 
 
@@ -235,8 +264,8 @@ def _home_processes(home: Path) -> list[tuple[int, str]]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        if marker in environ + b"\0" and stat[stat.rfind(")") + 2:].split()[:1] != ["Z"]:
-            found.append((int(entry.name), stat[stat.find("(") + 1:stat.rfind(")")]))
+        if marker in environ + b"\0" and stat[stat.rfind(")") + 2 :].split()[:1] != ["Z"]:
+            found.append((int(entry.name), stat[stat.find("(") + 1 : stat.rfind(")")]))
     return found
 
 
@@ -294,15 +323,22 @@ _SEED_SCRIPT = textwrap.dedent("""
 """)
 
 
-def seed_runs(airflow: LocalAirflow, runs: Sequence[Mapping[str, Any]], *,
-              reserialize: bool = True) -> None:
+def seed_runs(
+    airflow: LocalAirflow, runs: Sequence[Mapping[str, Any]], *, reserialize: bool = True
+) -> None:
     """Write DAG runs into ``airflow``'s database: each ``{dag_id, run_id, state ("queued",
     "running", "success", "failed"), start, end (ISO or None), task_id, ti_state, xcom: {key:
     value}, interval_start/interval_end, run_type, conf}``. With ``reserialize``, the DAG folder
     is parsed into the database first, in the same process (the runs need their DAGs)."""
     request = {"reserialize": reserialize, "runs": list(runs)}
-    done = subprocess.run([sys.executable, "-c", _SEED_SCRIPT], input=json.dumps(request),
-                          env=airflow.env(), capture_output=True, text=True, timeout=120,
-                          cwd=str(airflow.home))
+    done = subprocess.run(
+        [sys.executable, "-c", _SEED_SCRIPT],
+        input=json.dumps(request),
+        env=airflow.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=str(airflow.home),
+    )
     if done.returncode != 0:
         raise RuntimeError(f"seeding runs failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")

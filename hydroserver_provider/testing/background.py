@@ -20,8 +20,9 @@ class BackgroundHTTPServer:
     thread_name = "local-http-server"
 
     def start(self: Self) -> Self:
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                        daemon=True, name=self.thread_name)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), daemon=True, name=self.thread_name
+        )
         self._thread.start()
         return self
 

@@ -13,8 +13,8 @@ import json
 import signal
 import sys
 import threading
-from datetime import datetime, timedelta, timezone
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,67 +27,114 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=0, help="TCP port (default: a free one)")
     serve.add_argument("--api-key", default=None, help="fixed Editor API key (default: random)")
-    serve.add_argument("--db", default=None, metavar="FILE", help="SQLite file to keep data in (default: memory)")
-    serve.add_argument("--api-key-cost", type=float, default=0.0, metavar="S",
-                       help="seconds slept per API-key request (the real server spends ~1 s)")
+    serve.add_argument(
+        "--db", default=None, metavar="FILE", help="SQLite file to keep data in (default: memory)"
+    )
+    serve.add_argument(
+        "--api-key-cost",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="seconds slept per API-key request (the real server spends ~1 s)",
+    )
     serve.add_argument("--bearer-cost", type=float, default=0.0, metavar="S")
-    serve.add_argument("--row-cost", type=float, default=0.0, metavar="S", help="seconds per bulk-created row")
-    serve.add_argument("--throttle", type=int, default=None, metavar="N", help="requests/s per client (real: 20)")
+    serve.add_argument(
+        "--row-cost", type=float, default=0.0, metavar="S", help="seconds per bulk-created row"
+    )
+    serve.add_argument(
+        "--throttle", type=int, default=None, metavar="N", help="requests/s per client (real: 20)"
+    )
     serve.add_argument("--email", default="hydro@example.org")
     serve.add_argument("--password", default="local-hydroserver")
-    serve.add_argument("--seed-demo", action="store_true",
-                       help="add two datastreams, a data connection and an ETL task")
+    serve.add_argument(
+        "--seed-demo",
+        action="store_true",
+        help="add two datastreams, a data connection and an ETL task",
+    )
     return parser
 
 
 def seed_demo(hs) -> dict:
     """Add demo content: an empty and a filled datastream plus a CSV data connection and task."""
-    start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2024, 1, 1, tzinfo=UTC)
     level = hs.create_datastream(name="Gage height", unit="ft", is_private=False)
     temperature = hs.create_datastream(
-        name="Water temperature", unit="degC", is_private=False,
+        name="Water temperature",
+        unit="degC",
+        is_private=False,
         observations=[(start + timedelta(hours=h), 4.0 + (h % 24) / 10) for h in range(48)],
     )
-    connection = hs.create_data_connection({
-        "name": "Demo CSV feed",
-        "sourceUrl": "http://127.0.0.1:1/demo.csv?start={start}",
-        "workspaceId": hs.workspace_id,
-        "timezoneType": "offset",
-        "timezone": "+0000",
-        "payload": {"type": "CSV", "timestampKey": "timestamp", "headerRow": 1, "dataStartRow": 2,
-                    "delimiter": ","},
-        "placeholderVariables": [{"name": "start", "type": "latest_observation_timestamp",
-                                  "timestampFormat": "%Y-%m-%dT%H:%M:%SZ"}],
-    })
-    task = hs.create_task({
-        "name": "Demo task",
-        "dataConnectionId": connection,
-        "schedule": {"interval": 15, "intervalPeriod": "minutes", "enabled": True},
-        "mappings": [{"sourceIdentifier": "stage", "targetDatastreamId": level},
-                     {"sourceIdentifier": "temp", "targetDatastreamId": temperature}],
-    })
-    return {"datastreams": {"Gage height": level, "Water temperature": temperature},
-            "data_connection_id": connection, "task_id": task}
+    connection = hs.create_data_connection(
+        {
+            "name": "Demo CSV feed",
+            "sourceUrl": "http://127.0.0.1:1/demo.csv?start={start}",
+            "workspaceId": hs.workspace_id,
+            "timezoneType": "offset",
+            "timezone": "+0000",
+            "payload": {
+                "type": "CSV",
+                "timestampKey": "timestamp",
+                "headerRow": 1,
+                "dataStartRow": 2,
+                "delimiter": ",",
+            },
+            "placeholderVariables": [
+                {
+                    "name": "start",
+                    "type": "latest_observation_timestamp",
+                    "timestampFormat": "%Y-%m-%dT%H:%M:%SZ",
+                }
+            ],
+        }
+    )
+    task = hs.create_task(
+        {
+            "name": "Demo task",
+            "dataConnectionId": connection,
+            "schedule": {"interval": 15, "intervalPeriod": "minutes", "enabled": True},
+            "mappings": [
+                {"sourceIdentifier": "stage", "targetDatastreamId": level},
+                {"sourceIdentifier": "temp", "targetDatastreamId": temperature},
+            ],
+        }
+    )
+    return {
+        "datastreams": {"Gage height": level, "Water temperature": temperature},
+        "data_connection_id": connection,
+        "task_id": task,
+    }
 
 
 def serve(args: argparse.Namespace) -> int:
     from hydroserver_provider.testing.hydroserver import LocalHydroServer
 
     hs = LocalHydroServer(
-        host=args.host, port=args.port, db_path=args.db, api_key=args.api_key,
-        api_key_cost=args.api_key_cost, bearer_cost=args.bearer_cost, row_cost=args.row_cost,
-        throttle=args.throttle, email=args.email, password=args.password,
+        host=args.host,
+        port=args.port,
+        db_path=args.db,
+        api_key=args.api_key,
+        api_key_cost=args.api_key_cost,
+        bearer_cost=args.bearer_cost,
+        row_cost=args.row_cost,
+        throttle=args.throttle,
+        email=args.email,
+        password=args.password,
     )
     stop = threading.Event()
 
-    def _on_signal(signum, frame):  # noqa: ARG001 - signal handler signature
+    def _on_signal(signum, frame):
         stop.set()
 
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
     with hs:
-        info = {"url": hs.url, "api_key": hs.api_key, "workspace_id": hs.workspace_id,
-                "email": hs.email, "password": hs.password}
+        info = {
+            "url": hs.url,
+            "api_key": hs.api_key,
+            "workspace_id": hs.workspace_id,
+            "email": hs.email,
+            "password": hs.password,
+        }
         if args.seed_demo:
             info["seed"] = seed_demo(hs)
         sys.stdout.write(json.dumps(info) + "\n")
@@ -97,7 +144,7 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return serve(args)

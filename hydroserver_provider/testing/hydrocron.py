@@ -33,22 +33,26 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .background import BackgroundHTTPServer
+from hydroserver_provider.testing.background import BackgroundHTTPServer
 
 __all__ = ["LocalHydrocron", "ReplayRequest", "default_fixtures_dir", "synthetic_passes"]
 
 PATH = "/hydrocron/v1/timeseries"
 FEATURES = ("Reach", "Node", "PriorLake")
 ID_FIELDS = {"Reach": "reach_id", "Node": "node_id", "PriorLake": "lake_id"}
-_PRODUCT = {"Reach": "SWOT_L2_HR_RiverSP_", "Node": "SWOT_L2_HR_RiverSP_",
-            "PriorLake": "SWOT_L2_HR_LakeSP_"}
+_PRODUCT = {
+    "Reach": "SWOT_L2_HR_RiverSP_",
+    "Node": "SWOT_L2_HR_RiverSP_",
+    "PriorLake": "SWOT_L2_HR_LakeSP_",
+}
 DEFAULT_VERSION = "D"  # Hydrocron's default collection since 1.8.0
 
 # The fields the public documentation lists per feature, plus version-D additions seen in the
@@ -67,8 +71,9 @@ _REACH = (
     "width_c width_c_u d_x_area d_x_area_u loc_offset dschg_q_b dschg_gq_b reach_q reach_q_b "
     "n_good_nod obs_frac_n geoid_slop n_reach_up n_reach_dn rch_id_up rch_id_dn p_n_nodes p_maf "
     "p_low_slp sword_version "
-    + " ".join(f"dschg_{g}{a}{s}" for g in ("", "g") for a in "cmbhosi"
-               for s in ("", "_u", "sf", "_q"))
+    + " ".join(
+        f"dschg_{g}{a}{s}" for g in ("", "g") for a in "cmbhosi" for s in ("", "_u", "sf", "_q")
+    )
 )
 _NODE = (
     "reach_id node_id lat lon lat_u lon_u flow_angle node_q node_q_b n_good_pix rdr_sig0 "
@@ -89,20 +94,34 @@ VALID_FIELDS = {
     "PriorLake": frozenset(_LAKE.split()),
 }
 DEFAULT_UNITS = {
-    "wse": "m", "wse_u": "m", "wse_r_u": "m", "width": "m", "width_u": "m", "slope": "m/m",
-    "slope_u": "m/m", "slope2": "m/m", "area_total": "m^2", "area_tot_u": "m^2",
-    "area_detct": "m^2", "d_x_area": "m^2", "dschg_c": "m^3/s", "dschg_c_u": "m^3/s",
-    "dschg_m": "m^3/s", "dschg_b": "m^3/s", "dark_frac": "1", "wse_sm": "m",
+    "wse": "m",
+    "wse_u": "m",
+    "wse_r_u": "m",
+    "width": "m",
+    "width_u": "m",
+    "slope": "m/m",
+    "slope_u": "m/m",
+    "slope2": "m/m",
+    "area_total": "m^2",
+    "area_tot_u": "m^2",
+    "area_detct": "m^2",
+    "d_x_area": "m^2",
+    "dschg_c": "m^3/s",
+    "dschg_c_u": "m^3/s",
+    "dschg_m": "m^3/s",
+    "dschg_b": "m^3/s",
+    "dark_frac": "1",
+    "wse_sm": "m",
 }
 
-_TIME_RE = re.compile(
-    r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(Z?)((?:[+-]\d{2}:?\d{2})?)$"
-)
+_TIME_RE = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(Z?)((?:[+-]\d{2}:?\d{2})?)$")
 MSG_MISSING = "400: This required parameter is missing: '{name}'"
 MSG_FEATURE = "400: feature parameter should be Reach, Node, or PriorLake, not: {value}"
 MSG_FEATURE_ID = "400: feature_id cannot contain letters: {value}"
-MSG_TIME = ("400: start_time and end_time parameters must conform to format: "
-            "YYYY-MM-DDTHH:MM:SSZ or YYYY-MM-DDTHH:MM:SS-00:00")
+MSG_TIME = (
+    "400: start_time and end_time parameters must conform to format: "
+    "YYYY-MM-DDTHH:MM:SSZ or YYYY-MM-DDTHH:MM:SS-00:00"
+)
 MSG_OUTPUT = "400: output parameter should be csv or geojson, not: {value}"
 MSG_COMPACT = "400: compact parameter should be true or false, not: {value}"
 MSG_FIELDS = "400: fields parameter should contain valid SWOT fields"
@@ -119,8 +138,9 @@ def default_fixtures_dir() -> Path | None:
     env = os.environ.get("HYDROCRON_FIXTURES")
     if env:
         return Path(env)
-    candidate = (Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures"
-                 / "hydrocron").resolve()
+    candidate = (
+        Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "hydrocron"
+    ).resolve()
     return candidate if candidate.is_dir() else None
 
 
@@ -141,7 +161,7 @@ def _parse_time(text: str | None) -> datetime | None:
         sign = -1 if offset[0] == "-" else 1
         digits = offset[1:].replace(":", "")
         moment -= sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
-    return moment.replace(tzinfo=timezone.utc)
+    return moment.replace(tzinfo=UTC)
 
 
 def _wkt(geometry: Mapping[str, Any] | None) -> str:
@@ -190,10 +210,15 @@ class _Series:
     units: dict[str, str] = field(default_factory=dict)
     columns: dict[str, None] = field(default_factory=dict)  # ordered set of stored fields
 
-    def add_rows(self, rows: Iterable[Mapping[str, Any]], geometries: Iterable[dict | None]) -> None:
+    def add_rows(
+        self, rows: Iterable[Mapping[str, Any]], geometries: Iterable[dict | None]
+    ) -> None:
         for row, geometry in zip(rows, geometries):
-            clean = {str(k): "" if v is None else str(v) for k, v in row.items()
-                     if not str(k).endswith("_units")}
+            clean = {
+                str(k): "" if v is None else str(v)
+                for k, v in row.items()
+                if not str(k).endswith("_units")
+            }
             clean.setdefault(ID_FIELDS[self.feature], self.feature_id)
             for name in clean:
                 self.columns.setdefault(name, None)
@@ -289,8 +314,14 @@ class LocalHydrocron(BackgroundHTTPServer):
             rows, geometries, units = _read_fixture(unobserved)
             self._merge("PriorLake", "2.0", rows, geometries, units)
 
-    def _merge(self, feature: str, version: str, rows: list[dict[str, str]],
-               geometries: list, units: dict[str, str]) -> None:
+    def _merge(
+        self,
+        feature: str,
+        version: str,
+        rows: list[dict[str, str]],
+        geometries: list,
+        units: dict[str, str],
+    ) -> None:
         """Several recordings of one feature (basic, comprehensive, discharge) -> one table."""
         id_field = ID_FIELDS[feature]
         by_id: dict[str, list[tuple[dict[str, str], Any]]] = {}
@@ -303,8 +334,10 @@ class LocalHydrocron(BackgroundHTTPServer):
                 if series is None:
                     series = self._series[key] = _Series(feature, feature_id, key[2])
                 series.units.update({k: v for k, v in units.items() if k not in series.units})
-                index = {(r.get("range_start_time"), r.get("time_str")): i
-                         for i, r in enumerate(series.rows)}
+                index = {
+                    (r.get("range_start_time"), r.get("time_str")): i
+                    for i, r in enumerate(series.rows)
+                }
                 new_rows, new_geoms = [], []
                 for row, geometry in items:
                     at = index.get((row.get("range_start_time"), row.get("time_str")))
@@ -355,8 +388,14 @@ class LocalHydrocron(BackgroundHTTPServer):
 
     # -- failures and log ----------------------------------------------------------------------
 
-    def fail_next(self, times: int = 1, status: int = 429, *, retry_after: str | float | None = None,
-                  body: str | None = None) -> None:
+    def fail_next(
+        self,
+        times: int = 1,
+        status: int = 429,
+        *,
+        retry_after: str | float | None = None,
+        body: str | None = None,
+    ) -> None:
         """The next ``times`` requests answer ``status`` (429 carries ``Retry-After``)."""
         headers = {}
         if retry_after is not None:
@@ -384,11 +423,11 @@ class LocalHydrocron(BackgroundHTTPServer):
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}/hydrocron/v1"
 
-
     # -- the service ---------------------------------------------------------------------------
 
-    def answer(self, params: Mapping[str, str], accept: str | None
-               ) -> tuple[int, str, bytes, dict[str, str], int]:
+    def answer(
+        self, params: Mapping[str, str], accept: str | None
+    ) -> tuple[int, str, bytes, dict[str, str], int]:
         """(status, content type, body, headers, rows) for one request; no network involved."""
         started = time.perf_counter()
 
@@ -427,8 +466,7 @@ class LocalHydrocron(BackgroundHTTPServer):
         if compact_param is not None and compact_param.lower() not in ("true", "false"):
             return error(400, MSG_COMPACT.format(value=compact_param))
         fields = params["fields"].split(",")
-        collection = collection_shortname(
-            feature, params.get("collection_name") or DEFAULT_VERSION)
+        collection = collection_shortname(feature, params.get("collection_name") or DEFAULT_VERSION)
         with self._lock:
             series = self._series.get((feature, feature_id, collection))
             known = VALID_FIELDS[feature] | set(series.columns if series else ())
@@ -442,8 +480,11 @@ class LocalHydrocron(BackgroundHTTPServer):
             return error(504, MSG_TIMEOUT, key="message")
         with self._lock:
             rows, geometries = series.select(start, end) if series else ([], [])
-            columns = [f for f in dict.fromkeys(fields)
-                       if series and (f in series.columns or f == "geometry")]
+            columns = [
+                f
+                for f in dict.fromkeys(fields)
+                if series and (f in series.columns or f == "geometry")
+            ]
             units = {f: series.units[f] for f in columns if series and f in series.units}
         if not rows:
             return error(400, MSG_NOT_FOUND.format(value=feature_id))
@@ -458,17 +499,29 @@ class LocalHydrocron(BackgroundHTTPServer):
         else:
             collection_doc = self._geojson(feature, columns, units, rows, geometries, compact)
             if kind == "geo":
-                return (200, "application/geo+json", json.dumps(collection_doc).encode(), {},
-                        len(rows))
+                return (
+                    200,
+                    "application/geo+json",
+                    json.dumps(collection_doc).encode(),
+                    {},
+                    len(rows),
+                )
             result = {"csv": "", "geojson": collection_doc}
-        envelope = {"status": "200 OK",
-                    "time": round((time.perf_counter() - started) * 1000, 3),
-                    "hits": len(rows), "results": result}
+        envelope = {
+            "status": "200 OK",
+            "time": round((time.perf_counter() - started) * 1000, 3),
+            "hits": len(rows),
+            "results": result,
+        }
         return 200, "application/json", json.dumps(envelope).encode(), {}, len(rows)
 
     @staticmethod
-    def _csv(columns: Sequence[str], units: Mapping[str, str], rows: list[dict[str, str]],
-             geometries: list) -> str:
+    def _csv(
+        columns: Sequence[str],
+        units: Mapping[str, str],
+        rows: list[dict[str, str]],
+        geometries: list,
+    ) -> str:
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow([*columns, *(f"{f}_units" for f in units)])
@@ -478,25 +531,44 @@ class LocalHydrocron(BackgroundHTTPServer):
         return out.getvalue()
 
     @staticmethod
-    def _geojson(feature: str, columns: Sequence[str], units: Mapping[str, str],
-                 rows: list[dict[str, str]], geometries: list, compact: bool) -> dict:
+    def _geojson(
+        feature: str,
+        columns: Sequence[str],
+        units: Mapping[str, str],
+        rows: list[dict[str, str]],
+        geometries: list,
+        compact: bool,
+    ) -> dict:
         props_fields = [f for f in columns if f != "geometry"]
-        empty_geometry = {"type": "Point" if feature != "Reach" else "LineString",
-                          "coordinates": []}
+        empty_geometry = {
+            "type": "Point" if feature != "Reach" else "LineString",
+            "coordinates": [],
+        }
         if compact:
             properties: dict[str, list[str]] = {
-                f: [row.get(f, "") for row in rows] for f in props_fields}
+                f: [row.get(f, "") for row in rows] for f in props_fields
+            }
             for f, unit in units.items():
                 properties[f"{f}_units"] = [unit] * len(rows)
             geometry = next((g for g in geometries if g), None) or empty_geometry
-            return {"type": "FeatureCollection", "features": [
-                {"id": "0", "type": "Feature", "properties": properties, "geometry": geometry}]}
+            return {
+                "type": "FeatureCollection",
+                "features": [
+                    {"id": "0", "type": "Feature", "properties": properties, "geometry": geometry}
+                ],
+            }
         features = []
         for i, (row, geometry) in enumerate(zip(rows, geometries)):
             properties = {f: row.get(f, "") for f in props_fields}
             properties.update({f"{f}_units": unit for f, unit in units.items()})
-            features.append({"id": str(i), "type": "Feature", "properties": properties,
-                             "geometry": geometry or empty_geometry})
+            features.append(
+                {
+                    "id": str(i),
+                    "type": "Feature",
+                    "properties": properties,
+                    "geometry": geometry or empty_geometry,
+                }
+            )
         return {"type": "FeatureCollection", "features": features}
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
@@ -511,10 +583,11 @@ class LocalHydrocron(BackgroundHTTPServer):
             def log_message(self, *args: object) -> None:  # keep test output quiet
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 parts = urlsplit(self.path)
-                params = {k: v[-1] for k, v in
-                          parse_qs(parts.query, keep_blank_values=True).items()}
+                params = {
+                    k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()
+                }
                 headers = dict(self.headers.items())
                 with server._lock:
                     server._count += 1
@@ -527,7 +600,8 @@ class LocalHydrocron(BackgroundHTTPServer):
                     status, body, extra = failure
                     key = "message" if status in (429, 504) else "error"
                     default = {429: "Too Many Requests", 504: MSG_TIMEOUT}.get(
-                        status, f"{status}: injected failure")
+                        status, f"{status}: injected failure"
+                    )
                     content_type = "application/json"
                     data = json.dumps({key: body if body is not None else default}).encode()
                 elif parts.path.rstrip("/") != PATH:
@@ -535,10 +609,12 @@ class LocalHydrocron(BackgroundHTTPServer):
                     data = json.dumps({"message": "Missing Authentication Token"}).encode()
                 else:
                     status, content_type, data, extra, rows = server.answer(
-                        params, self.headers.get("Accept"))
+                        params, self.headers.get("Accept")
+                    )
                 with server._lock:
                     server.requests.append(
-                        ReplayRequest(parts.path, parts.query, params, headers, status, rows))
+                        ReplayRequest(parts.path, parts.query, params, headers, status, rows)
+                    )
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))
@@ -553,7 +629,7 @@ class LocalHydrocron(BackgroundHTTPServer):
 def synthetic_passes(
     count: int,
     *,
-    start: datetime = datetime(2024, 1, 1, tzinfo=timezone.utc),
+    start: datetime = datetime(2024, 1, 1, tzinfo=UTC),
     every: timedelta = timedelta(days=10, hours=12),
     feature: str = "Reach",
     seed: int = 0,
@@ -563,8 +639,11 @@ def synthetic_passes(
     rows = []
     for i in range(count):
         moment = start + i * every + timedelta(seconds=rng.randrange(0, 600))
-        row = {"time_str": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
-               "wse": f"{1000 + rng.uniform(-5, 5):.4f}", "ice_clim_f": "0"}
+        row = {
+            "time_str": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "wse": f"{1000 + rng.uniform(-5, 5):.4f}",
+            "ice_clim_f": "0",
+        }
         if feature == "PriorLake":
             row.update(area_total=f"{rng.uniform(0.01, 5):.6f}", quality_f="0")
         else:

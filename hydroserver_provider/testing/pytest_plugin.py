@@ -10,13 +10,13 @@ The server module is imported only when a fixture is used, so the plugin costs n
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
 
 @pytest.fixture
-def local_hydroserver() -> Iterator["LocalHydroServer"]:  # noqa: F821 - imported lazily
+def local_hydroserver() -> Iterator[LocalHydroServer]:  # noqa: F821 - imported lazily
     """A running local HydroServer, stopped after the test."""
     from hydroserver_provider.testing.hydroserver import LocalHydroServer
 
@@ -25,7 +25,7 @@ def local_hydroserver() -> Iterator["LocalHydroServer"]:  # noqa: F821 - importe
 
 
 @pytest.fixture(scope="session")
-def _local_hydroserver_shared() -> Iterator["LocalHydroServer"]:  # noqa: F821
+def _local_hydroserver_shared() -> Iterator[LocalHydroServer]:  # noqa: F821
     from hydroserver_provider.testing.hydroserver import LocalHydroServer
 
     with LocalHydroServer() as hs:
@@ -33,7 +33,7 @@ def _local_hydroserver_shared() -> Iterator["LocalHydroServer"]:  # noqa: F821
 
 
 @pytest.fixture
-def local_hydroserver_session(_local_hydroserver_shared) -> "LocalHydroServer":  # noqa: F821
+def local_hydroserver_session(_local_hydroserver_shared) -> LocalHydroServer:  # noqa: F821
     """The session-wide local HydroServer with faults, throttle and counters reset."""
     hs = _local_hydroserver_shared
     hs.faults.clear()

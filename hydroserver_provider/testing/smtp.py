@@ -53,8 +53,11 @@ class ReceivedEmail:
     @property
     def images(self) -> dict[str, bytes]:
         """Inline images by content id (without the angle brackets)."""
-        return {str(p["Content-ID"]).strip("<>"): p.get_content()
-                for p in self.message.walk() if p.get_content_maintype() == "image"}
+        return {
+            str(p["Content-ID"]).strip("<>"): p.get_content()
+            for p in self.message.walk()
+            if p.get_content_maintype() == "image"
+        }
 
 
 def _free_port(host: str) -> int:
@@ -75,13 +78,23 @@ class LocalSmtpServer:
 
     def airflow_connection(self, from_email: str = "airflow@example.org") -> str:
         """The JSON of an Airflow ``smtp`` connection to this server (no TLS, no login)."""
-        return json.dumps({"conn_type": "smtp", "host": self.host, "port": self.port,
-                           "extra": {"disable_ssl": True, "disable_tls": True,
-                                     "from_email": from_email, "timeout": 10,
-                                     "retry_limit": 1}})
+        return json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": self.host,
+                "port": self.port,
+                "extra": {
+                    "disable_ssl": True,
+                    "disable_tls": True,
+                    "from_email": from_email,
+                    "timeout": 10,
+                    "retry_limit": 1,
+                },
+            }
+        )
 
     def start(self) -> LocalSmtpServer:
-        from aiosmtpd.controller import Controller  # noqa: PLC0415
+        from aiosmtpd.controller import Controller
 
         self._controller = Controller(_Handler(self), hostname=self.host, port=self.port)
         self._controller.start()
@@ -107,24 +120,29 @@ class LocalSmtpServer:
             self.received.append(email)
             self._changed.notify_all()
 
-    def wait_for(self, count: int = 1, timeout: float = 30.0,
-                 subject_contains: str | None = None) -> list[ReceivedEmail]:
+    def wait_for(
+        self, count: int = 1, timeout: float = 30.0, subject_contains: str | None = None
+    ) -> list[ReceivedEmail]:
         """Wait until ``count`` messages (whose subject contains ``subject_contains``) arrived;
         returns them, or raises ``TimeoutError`` listing what did arrive."""
         deadline = time.monotonic() + timeout
         with self._changed:
             while True:
-                found = [m for m in self.received
-                         if subject_contains is None or subject_contains in m.subject]
+                found = [
+                    m
+                    for m in self.received
+                    if subject_contains is None or subject_contains in m.subject
+                ]
                 if len(found) >= count:
                     return found
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     subjects = [m.subject for m in self.received]
-                    raise TimeoutError(f"expected {count} e-mail(s)"
-                                       + (f" about {subject_contains!r}" if subject_contains
-                                          else "")
-                                       + f" within {timeout} s; received: {subjects}")
+                    raise TimeoutError(
+                        f"expected {count} e-mail(s)"
+                        + (f" about {subject_contains!r}" if subject_contains else "")
+                        + f" within {timeout} s; received: {subjects}"
+                    )
                 self._changed.wait(remaining)
 
 
@@ -132,9 +150,9 @@ class _Handler:
     def __init__(self, server: LocalSmtpServer) -> None:
         self.server = server
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-        message = BytesParser(policy=policy.default).parsebytes(envelope.original_content
-                                                                or envelope.content)
-        self.server._deliver(ReceivedEmail(envelope.mail_from, tuple(envelope.rcpt_tos),
-                                           message))  # type: ignore[arg-type]
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = BytesParser(policy=policy.default).parsebytes(
+            envelope.original_content or envelope.content
+        )
+        self.server._deliver(ReceivedEmail(envelope.mail_from, tuple(envelope.rcpt_tos), message))  # type: ignore[arg-type]
         return "250 Message accepted for delivery"

@@ -13,15 +13,16 @@ import gzip
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Iterable, Union
+from typing import Union
 from urllib.parse import parse_qs, urlsplit
 
-from .background import BackgroundHTTPServer
+from hydroserver_provider.testing.background import BackgroundHTTPServer
 
 Body = Union[bytes, str, Iterable[bytes]]
-Handler = Callable[[dict[str, str]], Union[Body, tuple[int, Body]]]
+Handler = Callable[[dict[str, str]], Body | tuple[int, Body]]
 
 
 @dataclass(frozen=True)
@@ -67,15 +68,27 @@ class LocalSourceServer(BackgroundHTTPServer):
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def add(self, path: str, body: Body | Handler, content_type: str = "text/csv",
-            *, gzip_body: bool = False) -> str:
+    def add(
+        self,
+        path: str,
+        body: Body | Handler,
+        content_type: str = "text/csv",
+        *,
+        gzip_body: bool = False,
+    ) -> str:
         """Serve ``body`` (or ``body(query)``) at ``path``; returns the full URL."""
         with self._lock:
             self._routes[path] = _Route(body, content_type, gzip_body)
         return self.url + path
 
-    def fail_next(self, path: str, times: int = 1, status: int = 503, body: Body = "",
-                  headers: dict[str, str] | None = None) -> None:
+    def fail_next(
+        self,
+        path: str,
+        times: int = 1,
+        status: int = 503,
+        body: Body = "",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         """The next ``times`` requests of ``path`` answer ``status`` with ``body``."""
         self._queue(path, times, _Fault(status=status, body=body, headers=dict(headers or {})))
 
@@ -111,23 +124,31 @@ class LocalSourceServer(BackgroundHTTPServer):
             def log_message(self, *args: object) -> None:  # keep test output quiet
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 parts = urlsplit(self.path)
                 query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
                 with server._lock:
                     server.requests.append(
-                        SourceRequestRecord(parts.path, query, dict(self.headers.items())))
+                        SourceRequestRecord(parts.path, query, dict(self.headers.items()))
+                    )
                     route = server._routes.get(parts.path)
                     fault = route.failures.popleft() if route and route.failures else None
                 if route is None:
-                    return self._answer(404, "text/html",
-                                        "<html><title>404 Not Found</title><body>Not Found</body></html>")
+                    return self._answer(
+                        404,
+                        "text/html",
+                        "<html><title>404 Not Found</title><body>Not Found</body></html>",
+                    )
                 if fault and fault.delay:
                     time.sleep(fault.delay)
                 if fault and fault.status is not None:
                     html = str(fault.body).lstrip().startswith("<")
-                    return self._answer(fault.status, "text/html" if html else "text/plain",
-                                        fault.body, fault.headers)
+                    return self._answer(
+                        fault.status,
+                        "text/html" if html else "text/plain",
+                        fault.body,
+                        fault.headers,
+                    )
                 if fault and fault.drop_after == 0:
                     self.close_connection = True
                     return
@@ -135,12 +156,23 @@ class LocalSourceServer(BackgroundHTTPServer):
                 if callable(body):
                     answer = body(query)
                     status, body = answer if isinstance(answer, tuple) else (200, answer)
-                self._answer(status, route.content_type, body, gzip_body=route.gzip,
-                             drop_after=fault.drop_after if fault else None)
+                self._answer(
+                    status,
+                    route.content_type,
+                    body,
+                    gzip_body=route.gzip,
+                    drop_after=fault.drop_after if fault else None,
+                )
 
-            def _answer(self, status: int, content_type: str, body: Body,
-                        headers: dict[str, str] | None = None, gzip_body: bool = False,
-                        drop_after: int | None = None) -> None:
+            def _answer(
+                self,
+                status: int,
+                content_type: str,
+                body: Body,
+                headers: dict[str, str] | None = None,
+                gzip_body: bool = False,
+                drop_after: int | None = None,
+            ) -> None:
                 if not isinstance(body, (bytes, str)):
                     return self._stream(status, content_type, body)
                 data = body.encode("utf-8") if isinstance(body, str) else body

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 DENVER = ZoneInfo("America/Denver")
@@ -42,12 +42,12 @@ def gage_height(moment: datetime) -> float:
 
 def instants(start: datetime, end: datetime, step: timedelta = STEP) -> list[datetime]:
     """UTC instants on the ``step`` grid with ``start <= t < end``."""
-    start = start.astimezone(timezone.utc)
-    end = end.astimezone(timezone.utc)
+    start = start.astimezone(UTC)
+    end = end.astimezone(UTC)
     seconds = step.total_seconds()
     first = math.ceil(start.timestamp() / seconds) * seconds
     moments = []
-    t = datetime.fromtimestamp(first, timezone.utc)
+    t = datetime.fromtimestamp(first, UTC)
     while t < end:
         moments.append(t)
         t += step
@@ -73,11 +73,15 @@ def api_json(start: datetime, end: datetime, station: str = "09380000") -> str:
         }
         for t in instants(start, end, timedelta(hours=1))
     ]
-    return json.dumps({"station": {"id": station, "name": "Colorado River at Lees Ferry"},
-                       "data": {"records": records}})
+    return json.dumps(
+        {
+            "station": {"id": station, "name": "Colorado River at Lees Ferry"},
+            "data": {"records": records},
+        }
+    )
 
 
-def parse_query_time(value: str | None, zone=timezone.utc) -> datetime | None:
+def parse_query_time(value: str | None, zone=UTC) -> datetime | None:
     if not value:
         return None
     moment = datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -37,13 +37,13 @@ Daylight-saving rules (IANA zones)
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta, timezone, tzinfo
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from typing import TYPE_CHECKING, Any
 
-from ..errors import DefinitionError
+from hydroserver_provider.errors import DefinitionError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..definitions import DataConnection
+    from hydroserver_provider.definitions import DataConnection
 
 __all__ = [
     "ISO_8601",
@@ -87,7 +87,7 @@ def parse_instant(value: Any) -> datetime | None:
         value = datetime(value.year, value.month, value.day)
     if not isinstance(value, datetime):
         raise ValueError(f"expected an ISO 8601 date-time, found {value!r}")
-    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def to_utc_iso(moment: Any) -> str:
@@ -98,7 +98,7 @@ def to_utc_iso(moment: Any) -> str:
     instant = parse_instant(moment)
     if instant is None:
         raise ValueError("an instant is needed, found None")
-    return instant.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 # --------------------------------------------------------------------------------------------
@@ -114,14 +114,14 @@ def parse_fixed_offset(text: str) -> timezone:
     raw = text
     text = str(text).strip()
     if text.upper() in ("UTC", "GMT", "Z"):
-        return timezone.utc
+        return UTC
     match = _OFFSET_RE.match(text)
     if match is None:
         raise ValueError(
             f"expected a UTC offset such as '-0700', '-07:00' or '+05:30', found {raw!r}"
         )
     if match.group("z"):
-        return timezone.utc
+        return UTC
     hours = int(match.group("h"))
     minutes = int(match.group("m") or 0)
     if hours > 23 or minutes > 59:
@@ -147,7 +147,7 @@ def zone_for(connection: DataConnection) -> tzinfo | None:
     if kind is None:
         return None
     if kind == "utc":
-        return timezone.utc
+        return UTC
     if kind not in ("offset", "iana"):
         raise DefinitionError(
             "unknown timezone_type",

@@ -8,18 +8,19 @@ underneath); ``NAT`` marks a value that could not be read.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone, tzinfo
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from ..errors import DefinitionError, ParseError
-from . import ISO_8601, is_iso_format, validate_format, zone_for
+from hydroserver_provider.errors import DefinitionError, ParseError
+from hydroserver_provider.timestamps import ISO_8601, is_iso_format, validate_format, zone_for
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..definitions import DataConnection
+    from hydroserver_provider.definitions import DataConnection
 
 __all__ = ["NAT", "TimestampParser", "TimestampReport", "parse_timestamps", "shorten"]
 

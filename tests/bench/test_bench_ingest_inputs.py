@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +59,7 @@ def test_written_file_holds_the_stated_rows_in_local_time(inputs, tmp_path):
 def test_incremental_source_answers_only_rows_after_start(inputs):
     source = inputs.logger_file(1_000)
     assert parse(inputs, source.preamble + source.body).rows_read == 1_000
-    cut = datetime(2000, 1, 5, 12, tzinfo=timezone.utc)
+    cut = datetime(2000, 1, 5, 12, tzinfo=UTC)
     newer = parse(inputs, source.after(int(cut.timestamp()) * 1_000_000))
     times = newer.series["Discharge"].timestamps
     assert newer.rows_read == 1_000 - (4 * 96 + 12 * 4 + 1)  # 4.5 days of rows, and the cut

@@ -6,7 +6,7 @@ import json
 import re
 import sys
 import textwrap
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ from hydroserver_provider.cli import main
 from hydroserver_provider.testing import stations
 from hydroserver_provider.testing.sources import LocalSourceServer
 
-UTC = timezone.utc
+UTC = UTC
 T0 = datetime(2025, 6, 1, tzinfo=UTC)
 TOKEN = "per-task-token-5531"  # a secret-looking URL value: redacted in what is printed
 HEADER_SECRET = "header-secret-value-7719"

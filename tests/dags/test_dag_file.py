@@ -14,7 +14,7 @@ from pathlib import Path
 
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="hydroserver-dag-file-"))
 
-import pytest  # noqa: E402
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -146,7 +146,7 @@ def test_design_example_loads_with_resolved_tasks(tmp_path):
     assert first.airflow == {"hydroserver_conn_id": "hydroserver_default", "retries": 3}
     assert second.airflow == {"hydroserver_conn_id": "hydroserver_default", "retries": 5,
                               "pool": "stations"}
-    assert first.schedule.start_time == datetime(2025, 1, 1, tzinfo=timezone.utc)
+    assert first.schedule.start_time == datetime(2025, 1, 1, tzinfo=UTC)
     assert first.schedule.interval_delta is not None and second.schedule.crontab == "0 * * * *"
     assert second.schedule.start_time is None
     f.raise_for_errors()  # nothing to raise
@@ -271,7 +271,7 @@ def test_yaml_syntax_error_names_the_line(tmp_path):
 
 def test_yaml_duplicate_key_is_refused(tmp_path):
     text = simple_file("  - name: T\n    data_connection: C\n    mappings: []\n"
-                       f"    mappings: [{{source_identifier: v, target_datastream_id: x}}]\n")
+                       "    mappings: [{source_identifier: v, target_datastream_id: x}]\n")
     (error,) = load_definition_file(write(tmp_path, "dup.yaml", text)).errors
     assert ", line 10, column 5" in error.location
     assert "the key 'mappings' is written twice" in str(error) and "first on line 9" in str(error)

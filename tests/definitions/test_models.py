@@ -6,7 +6,7 @@ import copy
 import json
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -167,7 +167,7 @@ def seed_task(**changes) -> dict:
                      {"source_identifier": "Humidity", "target_datastream_id": DS_HUM}],
         "interval": 1,
         "interval_period": "hours",
-        "start_time": datetime(2025, 1, 1, tzinfo=timezone.utc),
+        "start_time": datetime(2025, 1, 1, tzinfo=UTC),
         "enabled": True,
     }
     data.update(changes)
@@ -684,8 +684,8 @@ def test_manual_schedule_and_start_time_in_utc():
     task = parse_task(seed_task(interval=None, interval_period=None), [connection()])
     assert task.schedule.is_manual
     naive = parse_task(seed_task(start_time=datetime(2025, 1, 1)), [connection()])
-    assert naive.schedule.start_time == datetime(2025, 1, 1, tzinfo=timezone.utc)
-    assert naive.schedule.start_time.tzinfo is timezone.utc
+    assert naive.schedule.start_time == datetime(2025, 1, 1, tzinfo=UTC)
+    assert naive.schedule.start_time.tzinfo is UTC
     error = one_error(parse_task, seed_task(start_time="next tuesday"), [connection()])
     assert error.field == "start_time" and "date-time" in error.expected
 

@@ -27,7 +27,7 @@ import json
 import shutil
 import textwrap
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -41,7 +41,7 @@ from hydroserver_provider.testing.sources import LocalSourceServer
 
 pytestmark = pytest.mark.timeout(900)
 
-UTC = timezone.utc
+UTC = UTC
 REPO = Path(__file__).resolve().parents[2]
 LOGGER_DAG = "hydroserver_e2e_backfill_logger"
 RIVER_DAG = "hydroserver_e2e_river_reload"

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -37,7 +37,7 @@ from hydroserver_provider.testing.sources import LocalSourceServer
 
 pytestmark = pytest.mark.timeout(420)
 
-UTC = timezone.utc
+UTC = UTC
 REPO = Path(__file__).resolve().parents[2]
 CLI = str(Path(sys.executable).parent / "hydroserver-airflow")
 LOGGER_DAG = "hydroserver_e2e_logger"

@@ -12,17 +12,17 @@ from pathlib import Path
 # An isolated AIRFLOW_HOME even when this file runs alone (tests/conftest.py sets the same).
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="hydrocron-hook-tests-"))
 
-import pytest  # noqa: E402
+import pytest
 
-from hydroserver_provider.errors import HydroServerProviderError  # noqa: E402
-from hydroserver_provider.retries import RetryPolicy  # noqa: E402
-from hydroserver_provider.sources.hydrocron.client import (  # noqa: E402
+from hydroserver_provider.errors import HydroServerProviderError
+from hydroserver_provider.hooks.hydrocron import HydrocronHook
+from hydroserver_provider.retries import RetryPolicy
+from hydroserver_provider.sources.hydrocron.client import (
     DEFAULT_MIN_WINDOW,
     DEFAULT_URL,
     HydrocronQuery,
 )
-from hydroserver_provider.hooks.hydrocron import HydrocronHook  # noqa: E402
-from hydroserver_provider.testing.hydrocron import LocalHydrocron  # noqa: E402
+from hydroserver_provider.testing.hydrocron import LocalHydrocron
 
 FIXTURES = (Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "hydrocron").resolve()
 FAST = RetryPolicy(tries=3, backoff=0.01, max_delay=0.02, max_retry_after=0.1)

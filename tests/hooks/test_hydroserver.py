@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 
 from hydroserver_provider.errors import HydroServerAPIError, HydroServerProviderError
+from hydroserver_provider.hooks.hydroserver import HydroServerHook
 from hydroserver_provider.hydroserver.client import AuthenticationError
 from hydroserver_provider.retries import RetryPolicy
-from hydroserver_provider.hooks.hydroserver import HydroServerHook
 
 FAST = RetryPolicy(tries=4, backoff=0.01, max_delay=0.05, max_retry_after=0.2)
-T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def hours(n: int, start: datetime = T0) -> list[datetime]:
@@ -173,7 +173,7 @@ def test_bulk_create_numpy_arrays(local_hydroserver, key_client):
     ts = np.datetime64("2024-03-01T00:00:00", "us") + np.arange(5) * np.timedelta64(15, "m")
     key_client.bulk_create_observations(ds, ts, np.arange(5, dtype="float64"))
     stored = local_hydroserver.observations(ds)
-    assert [t for t, _ in stored][-1] == datetime(2024, 3, 1, 1, 0, tzinfo=timezone.utc)
+    assert [t for t, _ in stored][-1] == datetime(2024, 3, 1, 1, 0, tzinfo=UTC)
 
 
 def test_bulk_create_modes_and_their_errors(local_hydroserver, key_client):
@@ -284,7 +284,7 @@ def test_secrets_never_reach_logs_reprs_or_errors(local_hydroserver, conn_env, c
                      lambda: hook.get_conn().bulk_create_observations(ds, hours(1), [1.0])):
             try:
                 call()
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 texts.append(str(exc))
                 texts.append(repr(exc))
     texts += [repr(hook), repr(hook.get_conn().credentials), caplog.text]

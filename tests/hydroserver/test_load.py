@@ -7,17 +7,21 @@ schedules of ``tests/reliability/test_load_model.py`` mix them all.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 
 from hydroserver_provider.hydroserver.client import Credentials, HydroServerClient
+from hydroserver_provider.hydroserver.load import (
+    SETTLE_ATTEMPTS,
+    DatastreamOutcome,
+    load_datastream,
+)
 from hydroserver_provider.retries import RetryPolicy
-from hydroserver_provider.hydroserver.load import SETTLE_ATTEMPTS, DatastreamOutcome, load_datastream
 from hydroserver_provider.sources.parse import ParsedSeries
 
-UTC = timezone.utc
+UTC = UTC
 T0 = datetime(2025, 6, 2, tzinfo=UTC)
 STEP = timedelta(minutes=15)
 FAST = RetryPolicy(tries=3, backoff=0.001, max_delay=0.002)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -14,7 +14,7 @@ from hydroserver_provider.operators.ingest import HydroIngestOperator, _to_datet
 from hydroserver_provider.testing import stations
 from hydroserver_provider.testing.sources import LocalSourceServer
 
-UTC = timezone.utc
+UTC = UTC
 T0 = datetime(2025, 6, 1, tzinfo=UTC)
 RUN_ID = "scheduled__2025-06-01T01:00:00+00:00"
 RECIPIENTS = ("ops@example.org", "hydro@example.org")

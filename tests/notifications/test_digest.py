@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -16,7 +16,7 @@ from hydroserver_provider.notifications.digest import (
     schedule_period,
 )
 
-UTC = timezone.utc
+UTC = UTC
 HOUR = timedelta(hours=1)
 TASKS = [
     DigestTask("hydroserver_river_1", "River 1", interval_seconds=3600),

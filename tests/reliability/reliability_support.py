@@ -8,18 +8,19 @@ Retries are tiny (milliseconds) and timeouts short, so hundreds of injected faul
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from hydroserver_provider.definitions import DataConnection, Mapping
 from hydroserver_provider.errors import HydroServerProviderError, IngestionFailed
 from hydroserver_provider.hydroserver.client import Credentials, HydroServerClient
-from hydroserver_provider.retries import RetryPolicy
 from hydroserver_provider.pipeline import RunOptions
+from hydroserver_provider.retries import RetryPolicy
 from hydroserver_provider.testing import stations
 from hydroserver_provider.testing.sources import LocalSourceServer
 
-UTC = timezone.utc
+UTC = UTC
 # Four tries, a few milliseconds apart; a Retry-After up to 50 ms is honoured as sent.
 FAST = RetryPolicy(tries=4, backoff=0.005, max_delay=0.02, max_retry_after=0.05)
 # (connect, read) seconds: an answer SLOW_ANSWER seconds late is past the read timeout.

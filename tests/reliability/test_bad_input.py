@@ -445,9 +445,8 @@ def test_bad_rows_are_dropped_and_counted(case, station):
 def _run_into(hs, source, datastream_ids, api_key=None):
     url = source.add(PATH, csv_rows("1", "2"))
     mappings = [Mapping(source_identifier="level", target_datastream_id=d) for d in datastream_ids]
-    with make_client(hs, api_key=api_key) as client:
-        with pytest.raises(IngestionFailed) as info:
-            run_ingestion(client, csv_connection(url), mappings, options=options())
+    with make_client(hs, api_key=api_key) as client, pytest.raises(IngestionFailed) as info:
+        run_ingestion(client, csv_connection(url), mappings, options=options())
     return info.value.summary
 
 

@@ -265,9 +265,8 @@ def test_a_chunk_failing_after_n_chunks_is_completed_by_the_next_try(windowed, s
     hs.faults.fail_next(1, status=500, path_contains=f"{datastreams[0]}/observations/bulk-create",
                         after=4)  # the first datastream's 5th chunk
     connection, mappings = station.connection(windowed), station.mappings(datastreams)
-    with make_client(hs) as client:
-        with pytest.raises(IngestionFailed) as info:
-            run_ingestion(client, connection, mappings, window=window, options=options(10))
+    with make_client(hs) as client, pytest.raises(IngestionFailed) as info:
+        run_ingestion(client, connection, mappings, window=window, options=options(10))
     summary = info.value.summary
     assert [d["status"] for d in summary["datastreams"]] == ["FAILURE", "SUCCESS"]
     assert summary["datastreams"][0]["loaded"] == 40  # 4 chunks of 10 went in before
@@ -333,7 +332,7 @@ def test_a_worker_killed_mid_load_is_completed_by_the_next_try(windowed, station
     stored = sum(len(hs.observations(ds)) for ds in datastreams)
     total = sum(len(rows) for rows in expected.values())
     partial = [hs.observations(ds) for ds in datastreams] != list(expected.values())
-    assert partial and 0 < stored, "the kill came after the load ended or before it began"
+    assert partial and stored > 0, "the kill came after the load ended or before it began"
 
     with make_client(hs) as client:  # Airflow's retry of the killed task
         summary = run_ingestion(client, connection, mappings, window=window, options=options(10))

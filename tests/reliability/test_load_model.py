@@ -31,7 +31,7 @@ import random
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -45,7 +45,7 @@ from hydroserver_provider.sources.placeholders import RunWindow
 from hydroserver_provider.testing.hydroserver import LocalHydroServer
 from hydroserver_provider.testing.sources import LocalSourceServer
 
-UTC = timezone.utc
+UTC = UTC
 T0 = datetime(2025, 6, 1, tzinfo=UTC)
 STEP = timedelta(minutes=15)
 HOUR = timedelta(hours=1)
@@ -386,7 +386,7 @@ def _run_phase(phase: Phase, hs: LocalHydroServer, connection: DataConnection,
                 finally:
                     client.close()
             raise AssertionError(f"run {i} still failing after {MAX_ATTEMPTS} attempts")
-        except BaseException as exc:  # noqa: BLE001 - reported to the test's thread
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=attempt_all, args=(i, run), daemon=True)

@@ -278,7 +278,7 @@ def test_a_real_airflow_run_leaks_no_secret(tmp_path, source, tally):
                               "from rendered_task_instance_fields").fetchall()
         for table in ("dag_run", "task_instance", "log", "callback_request"):
             try:
-                rows = db.execute(f"select * from {table}").fetchall()  # noqa: S608
+                rows = db.execute(f"select * from {table}").fetchall()
             except sqlite3.OperationalError:
                 continue
             stack.add(f"table {table}", repr(rows))
@@ -437,8 +437,8 @@ def test_operator_success_and_failure_paths_leak_no_secret(airflow_env, caplog, 
 
 @pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"Hydrocron fixtures not found at {FIXTURES}")
 def test_hydrocron_key_stays_in_its_header(monkeypatch, caplog, tally):
-    from hydroserver_provider.sources.hydrocron.client import HydrocronQuery
     from hydroserver_provider.hooks.hydrocron import HydrocronHook
+    from hydroserver_provider.sources.hydrocron.client import HydrocronQuery
     from hydroserver_provider.testing.hydrocron import LocalHydrocron
 
     caplog.set_level(logging.DEBUG)

@@ -7,8 +7,8 @@ import gzip
 import pytest
 
 from hydroserver_provider.errors import SourceError
-from hydroserver_provider.sources.fetch import SourceRequest, open_source
 from hydroserver_provider.retries import RetryPolicy
+from hydroserver_provider.sources.fetch import SourceRequest, open_source
 from hydroserver_provider.testing.sources import LocalSourceServer
 
 FAST = RetryPolicy(tries=3, backoff=0.01, max_delay=0.02)

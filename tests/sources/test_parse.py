@@ -12,8 +12,8 @@ import pytest
 
 from hydroserver_provider.definitions import CSVPayload, DataConnection
 from hydroserver_provider.errors import DefinitionError, ParseError
-from hydroserver_provider.sources.parse import ParseResult, SeriesBuilder, parse_payload
 from hydroserver_provider.sources.csv_reader import normalize_delimiter
+from hydroserver_provider.sources.parse import ParseResult, SeriesBuilder, parse_payload
 from hydroserver_provider.timestamps.columns import TimestampParser
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -10,8 +10,8 @@ from hydroserver_provider.definitions import CSVPayload, DataConnection, Placeho
 from hydroserver_provider.errors import DefinitionError
 from hydroserver_provider.sources.placeholders import RunWindow, redact_url, resolve_url
 
-START = datetime(2025, 1, 1, 6, 0, tzinfo=timezone.utc)
-END = datetime(2025, 1, 1, 7, 0, tzinfo=timezone.utc)
+START = datetime(2025, 1, 1, 6, 0, tzinfo=UTC)
+END = datetime(2025, 1, 1, 7, 0, tzinfo=UTC)
 
 
 def connection(url: str, *variables: dict, **extra) -> DataConnection:
@@ -53,7 +53,7 @@ def test_dates_are_formatted_in_the_connection_zone():
 def test_run_time_is_the_interval_end_or_the_start_of_the_run():
     conn = connection("https://x.org/d?asof={t}", {"name": "t", "variable_type": "run_time"})
     assert resolve_url(conn, RunWindow(START, END)).values["t"] == "2025-01-01T07:00:00Z"
-    started = datetime(2025, 3, 1, 12, 30, tzinfo=timezone.utc)
+    started = datetime(2025, 3, 1, 12, 30, tzinfo=UTC)
     assert resolve_url(conn, RunWindow(started_at=started)).values["t"] == "2025-03-01T12:30:00Z"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -219,7 +219,7 @@ def test_wrong_path_is_api_gateway_403(hc):
 
 
 def test_synthetic_features_for_benchmarks(hc):
-    start = datetime(2023, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2023, 1, 1, tzinfo=UTC)
     for i in range(50):
         hc.add_feature("Reach", f"{70000000000 + i}", synthetic_passes(30, start=start, seed=i))
     hc.add_feature("PriorLake", "1234567890", synthetic_passes(5, feature="PriorLake"),

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ from jsonschema import Draft202012Validator
 from hydroserver_provider.testing import LocalHydroServer
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "../shared/contracts/hydroserver"
-UTC = timezone.utc
+UTC = UTC
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 BULK = "/api/data/datastreams/{datastream_id}/observations/bulk-create"
 APPEND_DETAIL = "All observations must occur after the datastream's end time for append mode"

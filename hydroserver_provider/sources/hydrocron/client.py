@@ -27,9 +27,10 @@ import dataclasses
 import logging
 import re
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 from urllib.parse import quote
 
 import orjson
@@ -37,7 +38,7 @@ import requests
 
 from hydroserver_provider.errors import DefinitionError, HydroServerProviderError, SourceError
 from hydroserver_provider.retries import RetriesExhausted, RetryPolicy, send_with_retries
-from .parse import (
+from hydroserver_provider.sources.hydrocron.parse import (
     FEATURES,
     ID_FIELDS,
     HydrocronAssembler,
@@ -304,7 +305,7 @@ def _to_utc(moment: Any) -> datetime:
     if instant is None:
         raise DefinitionError("a Hydrocron window bound must be a date and time",
                               expected="datetime, numpy datetime64 or ISO text", found=moment)
-    return instant.astimezone(timezone.utc)
+    return instant.astimezone(UTC)
 
 
 def format_time(moment: datetime, utc_suffix: str = "Z") -> str:

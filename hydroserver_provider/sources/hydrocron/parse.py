@@ -30,9 +30,10 @@ import csv
 import io
 import operator
 import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timezone
-from typing import Any, BinaryIO, Callable, Iterable, Literal, Mapping, Sequence
+from datetime import UTC
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 import orjson
@@ -382,7 +383,7 @@ class HydrocronAssembler:
     def __init__(self, fields: Sequence[str], rules: Sequence[QualityRule] = ()) -> None:
         self.fields = list(dict.fromkeys(fields))
         self.rules = tuple(rules)
-        self.parser = TimestampParser(None, timezone.utc)
+        self.parser = TimestampParser(None, UTC)
         self.rows_read = 0
         self.duplicate_passes = 0  # passes returned by more than one request, kept once
         self.units: dict[str, str] = {}

@@ -31,25 +31,33 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from hydroserver_provider.definitions import DataConnection, Mapping as MappingDef
+from hydroserver_provider.definitions import DataConnection
+from hydroserver_provider.definitions import Mapping as MappingDef
 from hydroserver_provider.errors import DefinitionError
-from .client import DEFAULT_URL, HydrocronClient, HydrocronQuery, HydrocronResult, format_time
 from hydroserver_provider.hydroserver.load import DatastreamOutcome
-from hydroserver_provider.sources.parse import ParsedSeries, ParseResult
 from hydroserver_provider.sources import SourceRun
+from hydroserver_provider.sources.hydrocron.client import (
+    DEFAULT_URL,
+    HydrocronClient,
+    HydrocronQuery,
+    HydrocronResult,
+    format_time,
+)
+from hydroserver_provider.sources.hydrocron.units import check_units, target_unit_text
+from hydroserver_provider.sources.parse import ParsedSeries, ParseResult
 from hydroserver_provider.sources.placeholders import RunWindow
-from .units import check_units, target_unit_text
 
 __all__ = ["SWOT_FIRST_DATA", "HydrocronRun", "HydrocronSource", "fetch_for_run",
            "feature_id_for_run"]
 
 log = logging.getLogger(__name__)
 
-SWOT_FIRST_DATA = datetime(2022, 12, 1, tzinfo=timezone.utc)
+SWOT_FIRST_DATA = datetime(2022, 12, 1, tzinfo=UTC)
 """Before SWOT's launch (2022-12-16): no Hydrocron series starts earlier."""
 
 

@@ -29,8 +29,9 @@ instead of guessing. Conversions are linear (a factor): no unit here has an offs
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 __all__ = [
     "UNITS",

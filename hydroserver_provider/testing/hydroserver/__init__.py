@@ -30,8 +30,8 @@ used for the rare timestamp forms :meth:`datetime.fromisoformat` does not read, 
 
 from __future__ import annotations
 
-from .access import ROLES
-from .faults import Faults
-from .server import LocalHydroServer
+from hydroserver_provider.testing.hydroserver.access import ROLES
+from hydroserver_provider.testing.hydroserver.faults import Faults
+from hydroserver_provider.testing.hydroserver.server import LocalHydroServer
 
 __all__ = ["LocalHydroServer", "Faults", "ROLES"]

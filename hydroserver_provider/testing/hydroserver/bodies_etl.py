@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
-from .json_shapes import schedule_response
-from .request import literal_error, missing, type_error
-from .responses import HttpError
-from .values import UTC, canonical_uuid, iso, to_us
-
+from hydroserver_provider.testing.hydroserver.json_shapes import schedule_response
+from hydroserver_provider.testing.hydroserver.request import literal_error, missing, type_error
+from hydroserver_provider.testing.hydroserver.responses import HttpError
+from hydroserver_provider.testing.hydroserver.values import UTC, canonical_uuid, iso, to_us
 
 _PAYLOAD_TYPES = ("CSV", "JSON")
 
 
-_PLACEHOLDER_TYPES = ("run_time", "latest_observation_timestamp", "per_task", "window_start", "window_end")
+_PLACEHOLDER_TYPES = (
+    "run_time",
+    "latest_observation_timestamp",
+    "per_task",
+    "window_start",
+    "window_end",
+)
 
 
 _INTERVAL_PERIODS = ("minutes", "hours", "days")
@@ -26,7 +31,9 @@ _DELIMITERS = (",", "|", "\t", ";", " ")
 _WINDOW_ANCHORS = ("latest_observation_timestamp", "run_time", "fixed_timestamp")
 
 
-def _check_type(errors: list[dict], loc: list, value: Any, kind: str, nullable: bool = False) -> bool:
+def _check_type(
+    errors: list[dict], loc: list, value: Any, kind: str, nullable: bool = False
+) -> bool:
     if value is None and nullable:
         return True
     checks = {
@@ -42,14 +49,16 @@ def _check_type(errors: list[dict], loc: list, value: Any, kind: str, nullable: 
     return True
 
 
-def _check_enum(errors: list[dict], loc: list, value: Any, allowed: tuple, nullable: bool = True) -> None:
+def _check_enum(
+    errors: list[dict], loc: list, value: Any, allowed: tuple, nullable: bool = True
+) -> None:
     if value is None and nullable:
         return
     if value not in allowed:
         errors.append(literal_error(loc, value, allowed))
 
 
-def _check_datetime(errors: list[dict], loc: list, value: Any) -> Optional[str]:
+def _check_datetime(errors: list[dict], loc: list, value: Any) -> str | None:
     if value is None:
         return None
     try:
@@ -70,13 +79,23 @@ def _validate_schedule_body(body: Any, loc: list, errors: list[dict]) -> dict:
         out["enabled"] = body["enabled"]
     if "startTime" in body:
         out["startTime"] = _check_datetime(errors, [*loc, "startTime"], body["startTime"])
-    if "crontab" in body and _check_type(errors, [*loc, "crontab"], body["crontab"], "string_type", nullable=True):
+    if "crontab" in body and _check_type(
+        errors, [*loc, "crontab"], body["crontab"], "string_type", nullable=True
+    ):
         out["crontab"] = body["crontab"] or None
-    if "interval" in body and _check_type(errors, [*loc, "interval"], body["interval"], "int_type", nullable=True):
+    if "interval" in body and _check_type(
+        errors, [*loc, "interval"], body["interval"], "int_type", nullable=True
+    ):
         if body["interval"] is not None and body["interval"] < 1:
-            errors.append({"type": "greater_than_equal", "loc": [*loc, "interval"],
-                           "msg": "Input should be greater than or equal to 1", "input": body["interval"],
-                           "ctx": {"ge": 1}})
+            errors.append(
+                {
+                    "type": "greater_than_equal",
+                    "loc": [*loc, "interval"],
+                    "msg": "Input should be greater than or equal to 1",
+                    "input": body["interval"],
+                    "ctx": {"ge": 1},
+                }
+            )
         out["interval"] = body["interval"]
     if "intervalPeriod" in body:
         _check_enum(errors, [*loc, "intervalPeriod"], body["intervalPeriod"], _INTERVAL_PERIODS)
@@ -84,7 +103,7 @@ def _validate_schedule_body(body: Any, loc: list, errors: list[dict]) -> dict:
     return out
 
 
-def apply_schedule(current: Optional[dict], changes: dict) -> Optional[dict]:
+def apply_schedule(current: dict | None, changes: dict) -> dict | None:
     """HydroServer's schedule update rules (crontab XOR interval; clearing both removes the schedule)."""
     crontab = changes.get("crontab", ...)
     interval = changes.get("interval", ...)
@@ -105,7 +124,9 @@ def apply_schedule(current: Optional[dict], changes: dict) -> Optional[dict]:
         if touches_kind:
             schedule["crontab"] = crontab if crontab not in (None, ...) else None
             schedule["interval"] = interval if interval not in (None, ...) else None
-            schedule["intervalPeriod"] = changes.get("intervalPeriod") if schedule["interval"] else None
+            schedule["intervalPeriod"] = (
+                changes.get("intervalPeriod") if schedule["interval"] else None
+            )
         elif "intervalPeriod" in changes and schedule.get("interval"):
             schedule["intervalPeriod"] = changes["intervalPeriod"]
         if "enabled" in changes:
@@ -156,8 +177,11 @@ def validate_data_connection(body: Any) -> dict:
             errors.append(missing([*p_loc, "timestampKey"]))
         else:
             _check_type(errors, [*p_loc, "timestampKey"], payload["timestampKey"], "string_type")
-        normalised_payload = {"type": kind, "timestampKey": payload.get("timestampKey"),
-                              "timestampFormat": payload.get("timestampFormat")}
+        normalised_payload = {
+            "type": kind,
+            "timestampKey": payload.get("timestampKey"),
+            "timestampFormat": payload.get("timestampFormat"),
+        }
         if kind == "CSV":
             for name in ("headerRow", "dataStartRow"):
                 _check_type(errors, [*p_loc, name], payload.get(name), "int_type", nullable=True)
@@ -165,26 +189,39 @@ def validate_data_connection(body: Any) -> dict:
             _check_enum(errors, [*p_loc, "delimiter"], payload.get("delimiter"), _DELIMITERS)
             normalised_payload["delimiter"] = payload.get("delimiter")
         else:
-            _check_type(errors, [*p_loc, "jmespath"], payload.get("jmespath"), "string_type", nullable=True)
+            _check_type(
+                errors, [*p_loc, "jmespath"], payload.get("jmespath"), "string_type", nullable=True
+            )
             normalised_payload["jmespath"] = payload.get("jmespath")
         normalised_payload["dataIngestionWindow"] = _normalise_window(
-            payload.get("dataIngestionWindow"), [*p_loc, "dataIngestionWindow"], errors)
+            payload.get("dataIngestionWindow"), [*p_loc, "dataIngestionWindow"], errors
+        )
     variables = body.get("placeholderVariables")
     normalised_variables = []
-    if "placeholderVariables" in body and _check_type(errors, [*loc, "placeholderVariables"], variables, "list_type"):
+    if "placeholderVariables" in body and _check_type(
+        errors, [*loc, "placeholderVariables"], variables, "list_type"
+    ):
         for i, var in enumerate(variables):
             v_loc = [*loc, "placeholderVariables", i]
             if not _check_type(errors, v_loc, var, "dict_type"):
                 continue
             if "name" not in var:
                 errors.append(missing([*v_loc, "name"]))
-            _check_enum(errors, [*v_loc, "type"], var.get("type"), _PLACEHOLDER_TYPES, nullable=False)
+            _check_enum(
+                errors, [*v_loc, "type"], var.get("type"), _PLACEHOLDER_TYPES, nullable=False
+            )
             normalised_variables.append(
-                {"name": var.get("name"), "type": var.get("type"), "timestampFormat": var.get("timestampFormat")}
+                {
+                    "name": var.get("name"),
+                    "type": var.get("type"),
+                    "timestampFormat": var.get("timestampFormat"),
+                }
             )
     notification = body.get("notification")
     normalised_notification = None
-    if notification is not None and _check_type(errors, [*loc, "notification"], notification, "dict_type"):
+    if notification is not None and _check_type(
+        errors, [*loc, "notification"], notification, "dict_type"
+    ):
         n_loc = [*loc, "notification"]
         emails = notification.get("recipientEmails")
         if "recipientEmails" not in notification:
@@ -192,11 +229,19 @@ def validate_data_connection(body: Any) -> dict:
         elif _check_type(errors, [*n_loc, "recipientEmails"], emails, "list_type"):
             for i, email in enumerate(emails):
                 if not isinstance(email, str) or "@" not in email:
-                    errors.append({"type": "value_error", "loc": [*n_loc, "recipientEmails", i],
-                                   "msg": "value is not a valid email address", "input": email})
+                    errors.append(
+                        {
+                            "type": "value_error",
+                            "loc": [*n_loc, "recipientEmails", i],
+                            "msg": "value is not a valid email address",
+                            "input": email,
+                        }
+                    )
         if "schedule" not in notification:
             errors.append(missing([*n_loc, "schedule"]))
-        schedule = _validate_schedule_body(notification.get("schedule", {}), [*n_loc, "schedule"], errors)
+        schedule = _validate_schedule_body(
+            notification.get("schedule", {}), [*n_loc, "schedule"], errors
+        )
         if not errors:
             normalised_notification = {
                 "schedule": schedule_response(apply_schedule(None, {"enabled": True, **schedule})),
@@ -224,25 +269,31 @@ def validate_data_connection(body: Any) -> dict:
     }
 
 
-def _normalise_window(window: Any, loc: list, errors: list[dict]) -> Optional[dict]:
+def _normalise_window(window: Any, loc: list, errors: list[dict]) -> dict | None:
     if window is None:
         return None
     if not _check_type(errors, loc, window, "dict_type"):
         return None
-    out: dict[str, Optional[dict]] = {"start": None, "end": None}
+    out: dict[str, dict | None] = {"start": None, "end": None}
     for side in ("start", "end"):
         boundary = window.get(side)
         if boundary is None or not _check_type(errors, [*loc, side], boundary, "dict_type"):
             continue
         _check_enum(errors, [*loc, side, "anchor"], boundary.get("anchor"), _WINDOW_ANCHORS)
-        _check_enum(errors, [*loc, side, "lookbackUnits"], boundary.get("lookbackUnits"), _INTERVAL_PERIODS)
-        _check_type(errors, [*loc, side, "lookback"], boundary.get("lookback"), "int_type", nullable=True)
+        _check_enum(
+            errors, [*loc, side, "lookbackUnits"], boundary.get("lookbackUnits"), _INTERVAL_PERIODS
+        )
+        _check_type(
+            errors, [*loc, side, "lookback"], boundary.get("lookback"), "int_type", nullable=True
+        )
         if boundary.get("anchor"):
             out[side] = {
                 "anchor": boundary.get("anchor"),
                 "lookback": boundary.get("lookback"),
                 "lookbackUnits": boundary.get("lookbackUnits"),
-                "timestamp": _check_datetime(errors, [*loc, side, "timestamp"], boundary.get("timestamp")),
+                "timestamp": _check_datetime(
+                    errors, [*loc, side, "timestamp"], boundary.get("timestamp")
+                ),
             }
     return out if out["start"] or out["end"] else None
 
@@ -264,7 +315,9 @@ def validate_task_body(body: Any, errors: list[dict], partial: bool) -> dict:
         if "dataConnectionId" in body:
             dc_id = canonical_uuid(body["dataConnectionId"])
             if dc_id is None:
-                errors.append(type_error([*loc, "dataConnectionId"], "uuid_parsing", body["dataConnectionId"]))
+                errors.append(
+                    type_error([*loc, "dataConnectionId"], "uuid_parsing", body["dataConnectionId"])
+                )
             out["dataConnectionId"] = dc_id
         if body.get("id") is not None:
             out["id"] = canonical_uuid(body["id"])
@@ -272,17 +325,22 @@ def validate_task_body(body: Any, errors: list[dict], partial: bool) -> dict:
                 errors.append(type_error([*loc, "id"], "uuid_parsing", body["id"]))
     if "name" in body and _check_type(errors, [*loc, "name"], body["name"], "string_type"):
         out["name"] = body["name"]
-    if "description" in body and _check_type(errors, [*loc, "description"], body["description"], "string_type",
-                                             nullable=True):
+    if "description" in body and _check_type(
+        errors, [*loc, "description"], body["description"], "string_type", nullable=True
+    ):
         out["description"] = body["description"] or None
-    if "taskVariables" in body and _check_type(errors, [*loc, "taskVariables"], body["taskVariables"], "dict_type"):
+    if "taskVariables" in body and _check_type(
+        errors, [*loc, "taskVariables"], body["taskVariables"], "dict_type"
+    ):
         out["taskVariables"] = body["taskVariables"]
     if "schedule" in body:
         if body["schedule"] is None:
             out["schedule"] = None
         else:
             out["schedule"] = _validate_schedule_body(body["schedule"], [*loc, "schedule"], errors)
-    if "mappings" in body and _check_type(errors, [*loc, "mappings"], body["mappings"], "list_type"):
+    if "mappings" in body and _check_type(
+        errors, [*loc, "mappings"], body["mappings"], "list_type"
+    ):
         mappings = []
         for i, m in enumerate(body["mappings"]):
             m_loc = [*loc, "mappings", i]
@@ -291,12 +349,20 @@ def validate_task_body(body: Any, errors: list[dict], partial: bool) -> dict:
             if "sourceIdentifier" not in m:
                 errors.append(missing([*m_loc, "sourceIdentifier"]))
             elif not isinstance(m["sourceIdentifier"], str):
-                errors.append(type_error([*m_loc, "sourceIdentifier"], "string_type", m["sourceIdentifier"]))
+                errors.append(
+                    type_error([*m_loc, "sourceIdentifier"], "string_type", m["sourceIdentifier"])
+                )
             target = canonical_uuid(m.get("targetDatastreamId"))
             if "targetDatastreamId" not in m:
                 errors.append(missing([*m_loc, "targetDatastreamId"]))
             elif target is None:
-                errors.append(type_error([*m_loc, "targetDatastreamId"], "uuid_parsing", m["targetDatastreamId"]))
-            mappings.append({"sourceIdentifier": m.get("sourceIdentifier"), "targetDatastreamId": target})
+                errors.append(
+                    type_error(
+                        [*m_loc, "targetDatastreamId"], "uuid_parsing", m["targetDatastreamId"]
+                    )
+                )
+            mappings.append(
+                {"sourceIdentifier": m.get("sourceIdentifier"), "targetDatastreamId": target}
+            )
         out["mappings"] = mappings
     return out

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
-from .request import literal_error, missing, type_error
-from .responses import ServerError
-from .values import to_us
-
+from hydroserver_provider.testing.hydroserver.request import literal_error, missing, type_error
+from hydroserver_provider.testing.hydroserver.responses import ServerError
+from hydroserver_provider.testing.hydroserver.values import to_us
 
 BULK_FIELDS = ("phenomenonTime", "result", "resultQualifierCodes")
 
@@ -15,7 +14,9 @@ BULK_FIELDS = ("phenomenonTime", "result", "resultQualifierCodes")
 NOT_A_TIME = object()  # a non-string timestamp in the row form: the real server crashes on insert
 
 
-def parse_bulk_body(body: Any, errors: list[dict]) -> Optional[tuple[list[str], list, list, Optional[list]]]:
+def parse_bulk_body(
+    body: Any, errors: list[dict]
+) -> tuple[list[str], list, list, list | None] | None:
     """Validate a bulk-create body like ``ObservationBulkPostBody | ObservationBulkColumnarPostBody``.
 
     Returns ``(fields, times_us, results, qualifier_codes)``; on failure appends pydantic-style
@@ -64,10 +65,14 @@ def _parse_row_form(body: dict, loc: list, errors: list[dict]):
     if errors:
         return None
     index = {field: i for i, field in enumerate(fields)}
-    i_time, i_result, i_codes = index.get("phenomenonTime"), index.get("result"), index.get("resultQualifierCodes")
+    i_time, i_result, i_codes = (
+        index.get("phenomenonTime"),
+        index.get("result"),
+        index.get("resultQualifierCodes"),
+    )
     times: list = []
     results: list = []
-    codes: Optional[list] = [] if i_codes is not None else None
+    codes: list | None = [] if i_codes is not None else None
     for row in data:
         try:
             if i_time is not None:
@@ -84,8 +89,15 @@ def _parse_row_form(body: dict, loc: list, errors: list[dict]):
             raise ServerError("result cannot be read as a number") from None
         except ValueError as exc:
             message = "Invalid ISO time format" if "ISO" in str(exc) else str(exc)
-            errors.append({"type": "value_error", "loc": loc, "msg": f"Value error, {message}",
-                           "input": value, "ctx": {"error": message}})
+            errors.append(
+                {
+                    "type": "value_error",
+                    "loc": loc,
+                    "msg": f"Value error, {message}",
+                    "input": value,
+                    "ctx": {"error": message},
+                }
+            )
             return None
     return list(fields), times, results, codes
 
@@ -109,9 +121,15 @@ def _parse_column_form(body: dict, loc: list, errors: list[dict]):
             except TypeError:
                 errors.append(type_error([*loc, "phenomenonTime", i], "datetime_type", value))
             except (ValueError, OverflowError):
-                errors.append({"type": "value_error", "loc": [*loc, "phenomenonTime", i],
-                               "msg": "Value error, Invalid ISO time format", "input": value,
-                               "ctx": {"error": "Invalid ISO time format"}})
+                errors.append(
+                    {
+                        "type": "value_error",
+                        "loc": [*loc, "phenomenonTime", i],
+                        "msg": "Value error, Invalid ISO time format",
+                        "input": value,
+                        "ctx": {"error": "Invalid ISO time format"},
+                    }
+                )
     if isinstance(results_in, list):
         for i, value in enumerate(results_in):
             if value is None:
@@ -133,15 +151,28 @@ def _parse_column_form(body: dict, loc: list, errors: list[dict]):
         return None
     n = len(times)
     if len(results) != n:
-        errors.append({"type": "value_error", "loc": loc,
-                       "msg": "Value error, result must have the same length as phenomenonTime",
-                       "input": None, "ctx": {"error": "result must have the same length as phenomenonTime"}})
+        errors.append(
+            {
+                "type": "value_error",
+                "loc": loc,
+                "msg": "Value error, result must have the same length as phenomenonTime",
+                "input": None,
+                "ctx": {"error": "result must have the same length as phenomenonTime"},
+            }
+        )
         return None
     if codes_in and len(codes_in) != n:
-        errors.append({"type": "value_error", "loc": loc,
-                       "msg": "Value error, resultQualifierCodes must have the same length as phenomenonTime",
-                       "input": None,
-                       "ctx": {"error": "resultQualifierCodes must have the same length as phenomenonTime"}})
+        errors.append(
+            {
+                "type": "value_error",
+                "loc": loc,
+                "msg": "Value error, resultQualifierCodes must have the same length as phenomenonTime",
+                "input": None,
+                "ctx": {
+                    "error": "resultQualifierCodes must have the same length as phenomenonTime"
+                },
+            }
+        )
         return None
     codes = codes_in or [[] for _ in range(n)]
     return list(BULK_FIELDS), times, results, codes

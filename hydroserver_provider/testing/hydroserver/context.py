@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .store import Store
+from hydroserver_provider.testing.hydroserver.store import Store
 
 
 @dataclass(frozen=True)

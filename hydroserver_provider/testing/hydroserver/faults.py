@@ -5,7 +5,8 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from typing import Any, Iterable, Optional
+from collections.abc import Iterable
+from typing import Any
 
 
 class Faults:
@@ -30,7 +31,7 @@ class Faults:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._rules: list[dict[str, Any]] = []
-        self._random: Optional[dict[str, Any]] = None
+        self._random: dict[str, Any] | None = None
         self.latency: float = 0.0
         self.injected: collections.Counter = collections.Counter()
 
@@ -38,8 +39,8 @@ class Faults:
         self,
         n: int = 1,
         status: int = 503,
-        retry_after: Optional[float] = None,
-        path_contains: Optional[str] = None,
+        retry_after: float | None = None,
+        path_contains: str | None = None,
         *,
         after: int = 0,
     ) -> None:
@@ -47,43 +48,67 @@ class Faults:
 
         ``after``: let that many matching requests through first (e.g. fail the 4th chunk).
         """
-        self._add(n, {"kind": "fail", "status": int(status), "retry_after": retry_after,
-                      "path_contains": path_contains}, after)
+        self._add(
+            n,
+            {
+                "kind": "fail",
+                "status": int(status),
+                "retry_after": retry_after,
+                "path_contains": path_contains,
+            },
+            after,
+        )
 
-    def drop_next(self, n: int = 1, path_contains: Optional[str] = None, *,
-                  after: int = 0) -> None:
+    def drop_next(self, n: int = 1, path_contains: str | None = None, *, after: int = 0) -> None:
         """Close the connection of the next ``n`` matching requests without answering."""
         self._add(n, {"kind": "drop", "path_contains": path_contains}, after)
 
-    def lose_answer_next(self, n: int = 1, path_contains: Optional[str] = None, *,
-                         after: int = 0) -> None:
+    def lose_answer_next(
+        self, n: int = 1, path_contains: str | None = None, *, after: int = 0
+    ) -> None:
         """Carry out the next ``n`` matching requests, then close the connection unanswered."""
         self._add(n, {"kind": "lose", "path_contains": path_contains}, after)
 
-    def slow_next(self, n: int = 1, seconds: float = 1.0, path_contains: Optional[str] = None,
-                  *, after: int = 0) -> None:
+    def slow_next(
+        self, n: int = 1, seconds: float = 1.0, path_contains: str | None = None, *, after: int = 0
+    ) -> None:
         """Carry out the next ``n`` matching requests at once; answer them ``seconds`` later."""
-        self._add(n, {"kind": "slow", "seconds": float(seconds), "path_contains": path_contains},
-                  after)
+        self._add(
+            n, {"kind": "slow", "seconds": float(seconds), "path_contains": path_contains}, after
+        )
 
-    def at_random(self, rate: float, kinds: Iterable[Any] = (500, 502, 503, 429, "drop", "lose",
-                                                            "slow"),
-                  *, seed: int = 0, retry_after: Optional[float] = None,
-                  slow_seconds: float = 1.0, path_contains: Optional[str] = None) -> None:
+    def at_random(
+        self,
+        rate: float,
+        kinds: Iterable[Any] = (500, 502, 503, 429, "drop", "lose", "slow"),
+        *,
+        seed: int = 0,
+        retry_after: float | None = None,
+        slow_seconds: float = 1.0,
+        path_contains: str | None = None,
+    ) -> None:
         """Fault each later matching request with probability ``rate``, of a kind drawn from
         ``kinds`` (a status, ``"drop"``, ``"lose"`` or ``"slow"``); ``seed`` makes the draws
         repeatable for the same order of requests. ``rate=0`` stops it."""
-        import random  # noqa: PLC0415
+        import random
 
         kinds = tuple(kinds)
         unknown = [k for k in kinds if not isinstance(k, int) and k not in ("drop", "lose", "slow")]
         if unknown or not kinds:
             raise ValueError(f"kinds: expected statuses and 'drop', 'lose', 'slow'; found {kinds}")
         with self._lock:
-            self._random = None if rate <= 0 else {
-                "rng": random.Random(seed), "rate": float(rate), "kinds": kinds,
-                "retry_after": retry_after, "seconds": float(slow_seconds),
-                "path_contains": path_contains}
+            self._random = (
+                None
+                if rate <= 0
+                else {
+                    "rng": random.Random(seed),
+                    "rate": float(rate),
+                    "kinds": kinds,
+                    "retry_after": retry_after,
+                    "seconds": float(slow_seconds),
+                    "path_contains": path_contains,
+                }
+            )
 
     def _add(self, n: int, rule: dict[str, Any], after: int = 0) -> None:
         if n < 1 or after < 0:
@@ -105,7 +130,7 @@ class Faults:
         with self._lock:
             return sum(rule["remaining"] for rule in self._rules)
 
-    def take(self, raw_path: str) -> Optional[dict[str, Any]]:
+    def take(self, raw_path: str) -> dict[str, Any] | None:
         """The fault for this request (and count it), or ``None`` to let it through."""
         with self._lock:
             chosen = None
@@ -121,16 +146,22 @@ class Faults:
                     chosen = rule
                     break
             plan = self._random
-            if chosen is None and plan is not None and (
-                    plan["path_contains"] is None or plan["path_contains"] in raw_path):
+            if (
+                chosen is None
+                and plan is not None
+                and (plan["path_contains"] is None or plan["path_contains"] in raw_path)
+            ):
                 if plan["rng"].random() < plan["rate"]:
                     kind = plan["rng"].choice(plan["kinds"])
-                    chosen = ({"kind": kind, "seconds": plan["seconds"]} if isinstance(kind, str)
-                              else {"kind": "fail", "status": kind,
-                                    "retry_after": plan["retry_after"]})
+                    chosen = (
+                        {"kind": kind, "seconds": plan["seconds"]}
+                        if isinstance(kind, str)
+                        else {"kind": "fail", "status": kind, "retry_after": plan["retry_after"]}
+                    )
             if chosen is not None:
-                self.injected[str(chosen["status"]) if chosen["kind"] == "fail"
-                              else chosen["kind"]] += 1
+                self.injected[
+                    str(chosen["status"]) if chosen["kind"] == "fail" else chosen["kind"]
+                ] += 1
             return chosen
 
     def __repr__(self) -> str:
@@ -144,7 +175,7 @@ class ClientThrottle:
         self._lock = threading.Lock()
         self._hits: dict[str, collections.deque] = {}
 
-    def admit(self, client: str, limit: Optional[int]) -> bool:
+    def admit(self, client: str, limit: int | None) -> bool:
         """Record a request of ``client``; ``False`` when it is over ``limit`` per second."""
         if not limit:
             return True

@@ -8,11 +8,14 @@ import json
 import sqlite3
 import uuid
 from datetime import datetime, timedelta
-from typing import Optional
 
-from .store import datastream_row
-from .values import UTC, iso, iso_dt
-from .vocabulary import OBSERVED_PROPERTY, PROCESSING_LEVEL, SENSOR
+from hydroserver_provider.testing.hydroserver.store import datastream_row
+from hydroserver_provider.testing.hydroserver.values import UTC, iso, iso_dt
+from hydroserver_provider.testing.hydroserver.vocabulary import (
+    OBSERVED_PROPERTY,
+    PROCESSING_LEVEL,
+    SENSOR,
+)
 
 
 def datastream_summary(r: sqlite3.Row) -> dict:
@@ -50,9 +53,18 @@ def datastream_summary(r: sqlite3.Row) -> dict:
 
 def datastream_detail(db: sqlite3.Connection, ds: sqlite3.Row) -> dict:
     body = datastream_summary(ds)
-    for key in ("thingId", "sensorId", "observedPropertyId", "processingLevelId", "unitId", "workspaceId"):
+    for key in (
+        "thingId",
+        "sensorId",
+        "observedPropertyId",
+        "processingLevelId",
+        "unitId",
+        "workspaceId",
+    ):
         body.pop(key)
-    workspace = db.execute("SELECT * FROM workspaces WHERE id = ?", (ds["workspace_id"],)).fetchone()
+    workspace = db.execute(
+        "SELECT * FROM workspaces WHERE id = ?", (ds["workspace_id"],)
+    ).fetchone()
     thing = db.execute("SELECT * FROM things WHERE id = ?", (ds["thing_id"],)).fetchone()
     unit = db.execute("SELECT * FROM units WHERE id = ?", (ds["unit_id"],)).fetchone()
     body.update(
@@ -67,8 +79,14 @@ def datastream_detail(db: sqlite3.Connection, ds: sqlite3.Row) -> dict:
 
 
 def unit_json(r: sqlite3.Row) -> dict:
-    return {"name": r["name"], "symbol": r["symbol"], "definition": r["definition"], "type": r["type"],
-            "id": r["id"], "workspaceId": r["workspace_id"]}
+    return {
+        "name": r["name"],
+        "symbol": r["symbol"],
+        "definition": r["definition"],
+        "type": r["type"],
+        "id": r["id"],
+        "workspaceId": r["workspace_id"],
+    }
 
 
 def thing_json(r: sqlite3.Row) -> dict:
@@ -83,8 +101,13 @@ def thing_json(r: sqlite3.Row) -> dict:
         "id": r["id"],
         "workspaceId": r["workspace_id"],
         "location": {
-            "latitude": r["latitude"], "longitude": r["longitude"], "elevation_m": None,
-            "elevationDatum": None, "adminArea1": None, "adminArea2": None, "country": None,
+            "latitude": r["latitude"],
+            "longitude": r["longitude"],
+            "elevation_m": None,
+            "elevationDatum": None,
+            "adminArea1": None,
+            "adminArea2": None,
+            "country": None,
         },
         "tags": [],
         "fileAttachments": [],
@@ -99,8 +122,13 @@ def workspace_detail(r: sqlite3.Row) -> dict:
     return {
         **workspace_summary(r),
         "owner": {
-            "phone": None, "address": None, "link": None, "type": "Other",
-            "name": f"{r['first_name']} {r['last_name']}", "email": r["email"], "organizationName": None,
+            "phone": None,
+            "address": None,
+            "link": None,
+            "type": "Other",
+            "name": f"{r['first_name']} {r['last_name']}",
+            "email": r["email"],
+            "organizationName": None,
         },
         "collaboratorRole": None,
         "pendingTransferTo": None,
@@ -109,9 +137,16 @@ def workspace_detail(r: sqlite3.Row) -> dict:
 
 def account_json(user: sqlite3.Row) -> dict:
     return {
-        "firstName": user["first_name"], "middleName": None, "lastName": user["last_name"],
-        "phone": None, "address": None, "link": None, "type": "Other", "organization": None,
-        "email": user["email"], "accountType": "standard",
+        "firstName": user["first_name"],
+        "middleName": None,
+        "lastName": user["last_name"],
+        "phone": None,
+        "address": None,
+        "link": None,
+        "type": "Other",
+        "organization": None,
+        "email": user["email"],
+        "accountType": "standard",
     }
 
 
@@ -120,17 +155,17 @@ def observation_id(ds_id: str, rowid: int) -> str:
     return f"{ds_id[:24]}{rowid:012x}"
 
 
-def qualifier_codes(raw: Optional[str]) -> list:
+def qualifier_codes(raw: str | None) -> list:
     return json.loads(raw) if raw else []
 
 
-def checksum(max_id: Optional[str], count: int) -> str:
+def checksum(max_id: str | None, count: int) -> str:
     id_bytes = uuid.UUID(max_id).bytes if max_id else b"\x00" * 16
     count_bytes = count.to_bytes((count.bit_length() + 7) // 8 or 1, "big")
     return hashlib.sha256(id_bytes + count_bytes).hexdigest()[:16]
 
 
-def schedule_response(schedule: Optional[dict]) -> Optional[dict]:
+def schedule_response(schedule: dict | None) -> dict | None:
     if schedule is None:
         return None
     next_run = None
@@ -154,7 +189,9 @@ def schedule_response(schedule: Optional[dict]) -> Optional[dict]:
 
 def data_connection_json(db: sqlite3.Connection, row: sqlite3.Row) -> dict:
     body = json.loads(row["body"])
-    workspace = db.execute("SELECT * FROM workspaces WHERE id = ?", (row["workspace_id"],)).fetchone()
+    workspace = db.execute(
+        "SELECT * FROM workspaces WHERE id = ?", (row["workspace_id"],)
+    ).fetchone()
     task_count = db.execute(
         "SELECT COUNT(*) FROM etl_tasks WHERE data_connection_id = ?", (row["id"],)
     ).fetchone()[0]
@@ -196,12 +233,19 @@ def task_summary(db: sqlite3.Connection, row: sqlite3.Row) -> dict:
 
 
 def task_detail(db: sqlite3.Connection, row: sqlite3.Row) -> dict:
-    dc = db.execute("SELECT * FROM data_connections WHERE id = ?", (row["data_connection_id"],)).fetchone()
+    dc = db.execute(
+        "SELECT * FROM data_connections WHERE id = ?", (row["data_connection_id"],)
+    ).fetchone()
     mappings = []
     for m in db.execute("SELECT * FROM etl_mappings WHERE task_id = ? ORDER BY pk", (row["id"],)):
         ds = datastream_row(db, m["datastream_id"])
         if ds is not None:
-            mappings.append({"sourceIdentifier": m["source_identifier"], "targetDatastream": datastream_summary(ds)})
+            mappings.append(
+                {
+                    "sourceIdentifier": m["source_identifier"],
+                    "targetDatastream": datastream_summary(ds),
+                }
+            )
     return {
         "id": row["id"],
         "name": row["name"],

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Iterable, Optional
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from .responses import HttpError
-from .values import canonical_uuid, to_us
+from hydroserver_provider.testing.hydroserver.responses import HttpError
+from hydroserver_provider.testing.hydroserver.values import canonical_uuid, to_us
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .access import Principal
+    from hydroserver_provider.testing.hydroserver.access import Principal
 
 
 class Request:
@@ -23,9 +24,9 @@ class Request:
         self.headers = headers  # lower-cased names
         self.body = body
         self.params: dict[str, str] = {}
-        self.principal: Optional[Principal] = None
+        self.principal: Principal | None = None
 
-    def header(self, name: str) -> Optional[str]:
+    def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
 
     def json_body(self) -> Any:
@@ -59,14 +60,19 @@ class Params:
         value = canonical_uuid(raw) if len(raw.replace("-", "")) == 32 else None
         if value is None:
             self.errors.append(
-                {"type": "uuid_parsing", "loc": ["path", name],
-                 "msg": "Input should be a valid UUID, invalid character or length", "input": raw}
+                {
+                    "type": "uuid_parsing",
+                    "loc": ["path", name],
+                    "msg": "Input should be a valid UUID, invalid character or length",
+                    "input": raw,
+                }
             )
             return raw
         return value
 
-    def integer(self, name: str, default: Optional[int], ge: Optional[int] = None,
-                le: Optional[int] = None) -> Optional[int]:
+    def integer(
+        self, name: str, default: int | None, ge: int | None = None, le: int | None = None
+    ) -> int | None:
         raw = self._raw(name)
         if not raw:
             return default
@@ -77,20 +83,33 @@ class Params:
             value = int(text)
         except ValueError:
             self.errors.append(
-                {"type": "int_parsing", "loc": ["query", name],
-                 "msg": "Input should be a valid integer, unable to parse string as an integer",
-                 "input": text}
+                {
+                    "type": "int_parsing",
+                    "loc": ["query", name],
+                    "msg": "Input should be a valid integer, unable to parse string as an integer",
+                    "input": text,
+                }
             )
             return default
         if ge is not None and value < ge:
             self.errors.append(
-                {"type": "greater_than_equal", "loc": ["query", name],
-                 "msg": f"Input should be greater than or equal to {ge}", "input": text, "ctx": {"ge": ge}}
+                {
+                    "type": "greater_than_equal",
+                    "loc": ["query", name],
+                    "msg": f"Input should be greater than or equal to {ge}",
+                    "input": text,
+                    "ctx": {"ge": ge},
+                }
             )
         if le is not None and value > le:
             self.errors.append(
-                {"type": "less_than_equal", "loc": ["query", name],
-                 "msg": f"Input should be less than or equal to {le}", "input": text, "ctx": {"le": le}}
+                {
+                    "type": "less_than_equal",
+                    "loc": ["query", name],
+                    "msg": f"Input should be less than or equal to {le}",
+                    "input": text,
+                    "ctx": {"le": le},
+                }
             )
         return value
 
@@ -98,7 +117,7 @@ class Params:
         """``page`` and ``page_size`` the way every list endpoint reads them."""
         return self.integer("page", 1, ge=1), self.integer("page_size", 100, ge=0, le=100000)
 
-    def boolean(self, name: str) -> Optional[bool]:
+    def boolean(self, name: str) -> bool | None:
         raw = self._raw(name)
         if not raw:
             return None
@@ -110,18 +129,22 @@ class Params:
         if text == "null":
             return None
         self.errors.append(
-            {"type": "bool_parsing", "loc": ["query", name],
-             "msg": "Input should be a valid boolean, unable to interpret input", "input": raw[-1]}
+            {
+                "type": "bool_parsing",
+                "loc": ["query", name],
+                "msg": "Input should be a valid boolean, unable to interpret input",
+                "input": raw[-1],
+            }
         )
         return None
 
-    def strings(self, name: str) -> Optional[list[Optional[str]]]:
+    def strings(self, name: str) -> list[str | None] | None:
         raw = self.req.query.get(name)
         if raw is None:
             return None
         return [None if v.strip().lower() == "null" else v.strip() for v in raw]
 
-    def uuids(self, name: str) -> Optional[list[str]]:
+    def uuids(self, name: str) -> list[str] | None:
         raw = self.req.query.get(name)
         if raw is None:
             return None
@@ -130,14 +153,18 @@ class Params:
             value = canonical_uuid(text.strip())
             if value is None:
                 self.errors.append(
-                    {"type": "uuid_parsing", "loc": ["query", name, i],
-                     "msg": "Input should be a valid UUID, invalid character or length", "input": text}
+                    {
+                        "type": "uuid_parsing",
+                        "loc": ["query", name, i],
+                        "msg": "Input should be a valid UUID, invalid character or length",
+                        "input": text,
+                    }
                 )
             else:
                 values.append(value)
         return values
 
-    def literal(self, name: str, allowed: Iterable[str]) -> Optional[str]:
+    def literal(self, name: str, allowed: Iterable[str]) -> str | None:
         raw = self._raw(name)
         if not raw:
             return None
@@ -159,7 +186,7 @@ class Params:
                 values.append(text)
         return values
 
-    def datetime_us(self, name: str) -> Optional[int]:
+    def datetime_us(self, name: str) -> int | None:
         raw = self._raw(name)
         if not raw or raw[-1].lower() == "null":
             return None
@@ -167,9 +194,13 @@ class Params:
             return to_us(raw[-1])
         except (TypeError, ValueError):
             self.errors.append(
-                {"type": "value_error", "loc": ["query", name],
-                 "msg": "Value error, Invalid ISO time format", "input": raw[-1],
-                 "ctx": {"error": "Invalid ISO time format"}}
+                {
+                    "type": "value_error",
+                    "loc": ["query", name],
+                    "msg": "Value error, Invalid ISO time format",
+                    "input": raw[-1],
+                    "ctx": {"error": "Invalid ISO time format"},
+                }
             )
             return None
 
@@ -179,10 +210,18 @@ class Params:
 
 
 def literal_error(loc: list, value: Any, allowed: tuple[str, ...]) -> dict:
-    expected = " or ".join([", ".join(f"'{a}'" for a in allowed[:-1]), f"'{allowed[-1]}'"]) \
-        if len(allowed) > 1 else f"'{allowed[0]}'"
-    return {"type": "literal_error", "loc": loc, "msg": f"Input should be {expected}",
-            "input": value, "ctx": {"expected": expected}}
+    expected = (
+        " or ".join([", ".join(f"'{a}'" for a in allowed[:-1]), f"'{allowed[-1]}'"])
+        if len(allowed) > 1
+        else f"'{allowed[0]}'"
+    )
+    return {
+        "type": "literal_error",
+        "loc": loc,
+        "msg": f"Input should be {expected}",
+        "input": value,
+        "ctx": {"expected": expected},
+    }
 
 
 def missing(loc: list) -> dict:

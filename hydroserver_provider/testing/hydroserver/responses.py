@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, Optional
-
+from typing import Any
 
 DJANGO_500 = (
     b'<!doctype html>\n<html lang="en">\n<head>\n  <title>Server Error (500)</title>\n</head>\n'
@@ -29,9 +28,9 @@ class HttpError(Exception):
         status: int,
         detail: Any = None,
         *,
-        body: Optional[bytes] = None,
+        body: bytes | None = None,
         content_type: str = "application/json; charset=utf-8",
-        headers: Optional[dict[str, str]] = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(f"{status} {detail!r}")
         self.status = status
@@ -52,14 +51,14 @@ class ServerError(HttpError):
 class Response:
     status: int
     body: bytes = b""
-    content_type: Optional[str] = "application/json; charset=utf-8"
-    headers: Optional[dict[str, str]] = None
+    content_type: str | None = "application/json; charset=utf-8"
+    headers: dict[str, str] | None = None
 
 
 DROP = object()
 
 
-def json_response(status: int, body: Any, headers: Optional[dict[str, str]] = None) -> Response:
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
     return Response(status, json_bytes(body), "application/json; charset=utf-8", headers)
 
 
@@ -69,9 +68,12 @@ def error_response(exc: HttpError) -> Response:
     return Response(exc.status, json_bytes({"detail": exc.detail}), exc.content_type, exc.headers)
 
 
-def fault_response(status: int, retry_after: Optional[float]) -> Response:
-    headers = {"Retry-After": str(int(retry_after) if float(retry_after).is_integer() else retry_after)} \
-        if retry_after is not None else {}
+def fault_response(status: int, retry_after: float | None) -> Response:
+    headers = (
+        {"Retry-After": str(int(retry_after) if float(retry_after).is_integer() else retry_after)}
+        if retry_after is not None
+        else {}
+    )
     try:
         phrase = HTTPStatus(status).phrase
     except ValueError:
@@ -81,8 +83,10 @@ def fault_response(status: int, retry_after: Optional[float]) -> Response:
     if status == 500:
         return Response(500, DJANGO_500, "text/html; charset=utf-8", headers)
     if status >= 500:  # what a reverse proxy in front of Django answers
-        body = (f"<html>\r\n<head><title>{status} {phrase}</title></head>\r\n<body>\r\n"
-                f"<center><h1>{status} {phrase}</h1></center>\r\n</body>\r\n</html>\r\n").encode()
+        body = (
+            f"<html>\r\n<head><title>{status} {phrase}</title></head>\r\n<body>\r\n"
+            f"<center><h1>{status} {phrase}</h1></center>\r\n</body>\r\n</html>\r\n"
+        ).encode()
         return Response(status, body, "text/html", headers)
     return Response(status, json_bytes({"detail": phrase}), headers=headers)
 
@@ -96,10 +100,13 @@ def paginate_headers(count: int, page: int, page_size: int) -> dict[str, str]:
 
 
 def page_slice(rows: list, page: int, page_size: int) -> list:
-    return rows[(page - 1) * page_size: page * page_size]
+    return rows[(page - 1) * page_size : page * page_size]
 
 
-def throttled_response(headers: Optional[dict[str, str]] = None) -> Response:
+def throttled_response(headers: dict[str, str] | None = None) -> Response:
     """The real throttle's 429 (``Retry-After: 1`` unless other headers are given)."""
-    return Response(429, json_bytes({"detail": THROTTLED_DETAIL}),
-                    headers={"Retry-After": "1"} if headers is None else headers)
+    return Response(
+        429,
+        json_bytes({"detail": THROTTLED_DETAIL}),
+        headers={"Retry-After": "1"} if headers is None else headers,
+    )

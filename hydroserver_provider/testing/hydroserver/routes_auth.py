@@ -6,15 +6,20 @@ import re
 import secrets
 import sqlite3
 import time
-from typing import Optional
 
-from .context import Context
-from .json_shapes import account_json
-from .request import Params, Request, literal_error, missing, type_error
-from .responses import Response, json_response
+from hydroserver_provider.testing.hydroserver.context import Context
+from hydroserver_provider.testing.hydroserver.json_shapes import account_json
+from hydroserver_provider.testing.hydroserver.request import (
+    Params,
+    Request,
+    literal_error,
+    missing,
+    type_error,
+)
+from hydroserver_provider.testing.hydroserver.responses import Response, json_response
 
 
-def check_credentials(db: sqlite3.Connection, email: str, password: str) -> Optional[sqlite3.Row]:
+def check_credentials(db: sqlite3.Connection, email: str, password: str) -> sqlite3.Row | None:
     user = db.execute("SELECT * FROM users WHERE email = ? AND is_active = 1", (email,)).fetchone()
     if user is None or not secrets.compare_digest(str(user["password"]), str(password)):
         return None
@@ -44,7 +49,7 @@ def _session_payload(user: sqlite3.Row, status: int = 200) -> dict:
     }
 
 
-def _session_token(req: Request) -> Optional[str]:
+def _session_token(req: Request) -> str | None:
     token = req.header("X-Session-Token")
     if token:
         return token
@@ -55,11 +60,14 @@ def _session_token(req: Request) -> Optional[str]:
 
 
 def _unauthenticated_session(status: int) -> Response:
-    return json_response(status, {
-        "status": status,
-        "data": {"flows": [{"id": "login"}, {"id": "signup"}]},
-        "meta": {"is_authenticated": False},
-    })
+    return json_response(
+        status,
+        {
+            "status": status,
+            "data": {"flows": [{"id": "login"}, {"id": "signup"}]},
+            "meta": {"is_authenticated": False},
+        },
+    )
 
 
 def h_session_create(ctx: Context, req: Request) -> Response:
@@ -78,9 +86,12 @@ def h_session_create(ctx: Context, req: Request) -> Response:
             params.errors.append(missing(["body", "data", "email"]))
         elif not isinstance(email, str) or not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
             params.errors.append(
-                {"type": "value_error", "loc": ["body", "data", "email"],
-                 "msg": "value is not a valid email address: An email address must have an @-sign.",
-                 "input": email}
+                {
+                    "type": "value_error",
+                    "loc": ["body", "data", "email"],
+                    "msg": "value is not a valid email address: An email address must have an @-sign.",
+                    "input": email,
+                }
             )
         if password is None:
             params.errors.append(missing(["body", "data", "password"]))
@@ -90,14 +101,19 @@ def h_session_create(ctx: Context, req: Request) -> Response:
     with ctx.store.tx() as db:
         user = check_credentials(db, body["email"], body["password"])
         if user is None:
-            return json_response(400, {
-                "status": 400,
-                "errors": [{
-                    "message": "The email address and/or password you specified are not correct.",
-                    "code": "email_password_mismatch",
-                    "param": "password",
-                }],
-            })
+            return json_response(
+                400,
+                {
+                    "status": 400,
+                    "errors": [
+                        {
+                            "message": "The email address and/or password you specified are not correct.",
+                            "code": "email_password_mismatch",
+                            "param": "password",
+                        }
+                    ],
+                },
+            )
         payload = _session_payload(user)
         token = new_session(db, user["id"])
     if client == "app":
@@ -111,7 +127,8 @@ def h_session_get(ctx: Context, req: Request) -> Response:
         return _unauthenticated_session(401)
     with ctx.store.read() as db:
         user = db.execute(
-            "SELECT u.* FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token = ?", (token,)
+            "SELECT u.* FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token = ?",
+            (token,),
         ).fetchone()
         if user is None:
             return _unauthenticated_session(410)

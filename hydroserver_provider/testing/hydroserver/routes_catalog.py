@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
-from .access import member_workspaces, visible_things, visible_workspaces
-from .context import Context
-from .json_shapes import thing_json, unit_json, workspace_detail, workspace_summary
-from .request import Params, Request, check_order_repeats
-from .responses import HttpError, Response, json_response, page_slice, paginate_headers
+from hydroserver_provider.testing.hydroserver.access import (
+    member_workspaces,
+    visible_things,
+    visible_workspaces,
+)
+from hydroserver_provider.testing.hydroserver.context import Context
+from hydroserver_provider.testing.hydroserver.json_shapes import (
+    thing_json,
+    unit_json,
+    workspace_detail,
+    workspace_summary,
+)
+from hydroserver_provider.testing.hydroserver.request import Params, Request, check_order_repeats
+from hydroserver_provider.testing.hydroserver.responses import (
+    HttpError,
+    Response,
+    json_response,
+    page_slice,
+    paginate_headers,
+)
 
 
 def h_workspaces(ctx: Context, req: Request) -> Response:
@@ -21,8 +36,11 @@ def h_workspaces(ctx: Context, req: Request) -> Response:
     with ctx.store.read() as db:
         members = member_workspaces(db, req.principal)
         rows = [
-            r for r in db.execute("SELECT w.*, u.email, u.first_name, u.last_name FROM workspaces w "
-                                  "JOIN users u ON u.id = w.owner_id ORDER BY w.id")
+            r
+            for r in db.execute(
+                "SELECT w.*, u.email, u.first_name, u.last_name FROM workspaces w "
+                "JOIN users u ON u.id = w.owner_id ORDER BY w.id"
+            )
             if not r["is_private"] or r["id"] in members
         ]
     if is_private is not None:
@@ -44,11 +62,16 @@ def h_workspace(ctx: Context, req: Request) -> Response:
     expand = params.boolean("expand_related")
     params.done()
     with ctx.store.read() as db:
-        row = db.execute("SELECT w.*, u.email, u.first_name, u.last_name FROM workspaces w "
-                         "JOIN users u ON u.id = w.owner_id WHERE w.id = ?", (ws_id,)).fetchone()
+        row = db.execute(
+            "SELECT w.*, u.email, u.first_name, u.last_name FROM workspaces w "
+            "JOIN users u ON u.id = w.owner_id WHERE w.id = ?",
+            (ws_id,),
+        ).fetchone()
         if row is None or (row["is_private"] and ws_id not in member_workspaces(db, req.principal)):
             raise HttpError(404, "Workspace does not exist")
-    return json_response(200, workspace_detail(row) if expand is not False else workspace_summary(row))
+    return json_response(
+        200, workspace_detail(row) if expand is not False else workspace_summary(row)
+    )
 
 
 def h_units(ctx: Context, req: Request) -> Response:
@@ -59,17 +82,27 @@ def h_units(ctx: Context, req: Request) -> Response:
     params.done()
     with ctx.store.read() as db:
         visible = visible_workspaces(db, req.principal)
-        rows = [r for r in db.execute("SELECT * FROM units ORDER BY id")
-                if r["workspace_id"] is None or r["workspace_id"] in visible]
+        rows = [
+            r
+            for r in db.execute("SELECT * FROM units ORDER BY id")
+            if r["workspace_id"] is None or r["workspace_id"] in visible
+        ]
         if datastream_ids:  # the units of these datastreams
-            used = {r["unit_id"] for r in db.execute(
-                f"SELECT unit_id FROM datastreams WHERE id IN "
-                f"({', '.join('?' * len(datastream_ids))})", datastream_ids)}
+            used = {
+                r["unit_id"]
+                for r in db.execute(
+                    f"SELECT unit_id FROM datastreams WHERE id IN "
+                    f"({', '.join('?' * len(datastream_ids))})",
+                    datastream_ids,
+                )
+            }
             rows = [r for r in rows if r["id"] in used]
     if workspace_ids:
         rows = [r for r in rows if r["workspace_id"] in workspace_ids]
     page_rows = page_slice(rows, page, page_size)
-    return json_response(200, [unit_json(r) for r in page_rows], paginate_headers(len(rows), page, page_size))
+    return json_response(
+        200, [unit_json(r) for r in page_rows], paginate_headers(len(rows), page, page_size)
+    )
 
 
 def h_unit(ctx: Context, req: Request) -> Response:
@@ -78,8 +111,10 @@ def h_unit(ctx: Context, req: Request) -> Response:
     params.done()
     with ctx.store.read() as db:
         row = db.execute("SELECT * FROM units WHERE id = ?", (unit_id,)).fetchone()
-        if row is None or (row["workspace_id"] is not None
-                           and row["workspace_id"] not in visible_workspaces(db, req.principal)):
+        if row is None or (
+            row["workspace_id"] is not None
+            and row["workspace_id"] not in visible_workspaces(db, req.principal)
+        ):
             raise HttpError(404, "Unit does not exist")
     return json_response(200, unit_json(row))
 
@@ -94,7 +129,9 @@ def h_things(ctx: Context, req: Request) -> Response:
     if workspace_ids:
         rows = [r for r in rows if r["workspace_id"] in workspace_ids]
     page_rows = page_slice(rows, page, page_size)
-    return json_response(200, [thing_json(r) for r in page_rows], paginate_headers(len(rows), page, page_size))
+    return json_response(
+        200, [thing_json(r) for r in page_rows], paginate_headers(len(rows), page, page_size)
+    )
 
 
 def h_thing(ctx: Context, req: Request) -> Response:

@@ -2,24 +2,40 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
-from .access import datastream_for_action, member_workspaces
-from .context import Context
-from .json_shapes import datastream_detail, datastream_summary
-from .request import Params, Request, check_order_repeats
-from .responses import HttpError, Response, json_response, paginate_headers
-
+from hydroserver_provider.testing.hydroserver.access import datastream_for_action, member_workspaces
+from hydroserver_provider.testing.hydroserver.context import Context
+from hydroserver_provider.testing.hydroserver.json_shapes import (
+    datastream_detail,
+    datastream_summary,
+)
+from hydroserver_provider.testing.hydroserver.request import Params, Request, check_order_repeats
+from hydroserver_provider.testing.hydroserver.responses import (
+    HttpError,
+    Response,
+    json_response,
+    paginate_headers,
+)
 
 _DATASTREAM_ORDER_COLUMNS = {
-    "name": "d.name", "observationType": "d.observation_type", "sampledMedium": "d.sampled_medium",
-    "status": "d.status", "resultType": "d.result_type", "isPrivate": "d.is_private",
-    "valueCount": "d.value_count", "phenomenonBeginTime": "d.begin_us", "phenomenonEndTime": "d.end_us",
-    "resultBeginTime": "d.result_begin_us", "resultEndTime": "d.result_end_us",
+    "name": "d.name",
+    "observationType": "d.observation_type",
+    "sampledMedium": "d.sampled_medium",
+    "status": "d.status",
+    "resultType": "d.result_type",
+    "isPrivate": "d.is_private",
+    "valueCount": "d.value_count",
+    "phenomenonBeginTime": "d.begin_us",
+    "phenomenonEndTime": "d.end_us",
+    "resultBeginTime": "d.result_begin_us",
+    "resultEndTime": "d.result_end_us",
 }
 
 
-_DATASTREAM_ORDER_ALLOWED = tuple(_DATASTREAM_ORDER_COLUMNS) + tuple(f"-{k}" for k in _DATASTREAM_ORDER_COLUMNS)
+_DATASTREAM_ORDER_ALLOWED = tuple(_DATASTREAM_ORDER_COLUMNS) + tuple(
+    f"-{k}" for k in _DATASTREAM_ORDER_COLUMNS
+)
 
 
 def _order_sql(column: str, descending: bool) -> str:
@@ -29,7 +45,7 @@ def _order_sql(column: str, descending: bool) -> str:
     return f"({column} IS NULL), {column}"
 
 
-def _in_or_null(column: str, values: list[Optional[str]]) -> tuple[str, list]:
+def _in_or_null(column: str, values: list[str | None]) -> tuple[str, list]:
     present = [v for v in values if v is not None]
     parts = []
     if present:
@@ -46,17 +62,26 @@ def h_datastreams(ctx: Context, req: Request) -> Response:
     order_by = params.literals("order_by", _DATASTREAM_ORDER_ALLOWED)
     where: list[str] = []
     args: list[Any] = []
-    for name, column in (("workspace_id", "d.workspace_id"), ("thing_id", "d.thing_id"),
-                         ("sensor_id", "d.sensor_id"), ("observed_property_id", "d.observed_property_id"),
-                         ("processing_level_id", "d.processing_level_id"), ("unit_id", "d.unit_id")):
+    for name, column in (
+        ("workspace_id", "d.workspace_id"),
+        ("thing_id", "d.thing_id"),
+        ("sensor_id", "d.sensor_id"),
+        ("observed_property_id", "d.observed_property_id"),
+        ("processing_level_id", "d.processing_level_id"),
+        ("unit_id", "d.unit_id"),
+    ):
         values = params.uuids(name)
         if values:
             where.append(f"{column} IN ({', '.join('?' * len(values))})")
             args.extend(values)
     if params.uuids("result_qualifier_id"):
         where.append("0")  # HydroServer 1.11.2 answers nothing for this filter
-    for name, column in (("observation_type", "d.observation_type"), ("sampled_medium", "d.sampled_medium"),
-                         ("status", "d.status"), ("result_type", "d.result_type")):
+    for name, column in (
+        ("observation_type", "d.observation_type"),
+        ("sampled_medium", "d.sampled_medium"),
+        ("status", "d.status"),
+        ("result_type", "d.result_type"),
+    ):
         values = params.strings(name)
         if values:
             clause, clause_args = _in_or_null(column, values)
@@ -67,13 +92,20 @@ def h_datastreams(ctx: Context, req: Request) -> Response:
     if is_private is not None:
         where.append("d.is_private = ? AND th.is_private = ? AND w.is_private = ?")
         args.extend([int(is_private)] * 3)
-    for name, column, op in (("value_count_max", "d.value_count", "<="), ("value_count_min", "d.value_count", ">=")):
+    for name, column, op in (
+        ("value_count_max", "d.value_count", "<="),
+        ("value_count_min", "d.value_count", ">="),
+    ):
         value = params.integer(name, None)
         if value is not None:
             where.append(f"{column} {op} ?")
             args.append(value)
-    for prefix, column in (("phenomenon_begin_time", "d.begin_us"), ("phenomenon_end_time", "d.end_us"),
-                           ("result_begin_time", "d.result_begin_us"), ("result_end_time", "d.result_end_us")):
+    for prefix, column in (
+        ("phenomenon_begin_time", "d.begin_us"),
+        ("phenomenon_end_time", "d.end_us"),
+        ("result_begin_time", "d.result_begin_us"),
+        ("result_end_time", "d.result_end_us"),
+    ):
         for suffix, op in (("max", "<="), ("min", ">=")):
             value = params.datetime_us(f"{prefix}_{suffix}")
             if value is not None:

@@ -4,32 +4,62 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Any, Optional
+from typing import Any
 
-from .access import Principal, datastream_for_action, permissions
-from .bodies_etl import apply_schedule, validate_data_connection, validate_task_body
-from .context import Context
-from .json_shapes import data_connection_json, task_detail, task_summary, task_workspace
-from .request import Params, Request
-from .responses import HttpError, Response, json_response, page_slice, paginate_headers
-from .store import datastream_row
-from .values import uuid7
-
+from hydroserver_provider.testing.hydroserver.access import (
+    Principal,
+    datastream_for_action,
+    permissions,
+)
+from hydroserver_provider.testing.hydroserver.bodies_etl import (
+    apply_schedule,
+    validate_data_connection,
+    validate_task_body,
+)
+from hydroserver_provider.testing.hydroserver.context import Context
+from hydroserver_provider.testing.hydroserver.json_shapes import (
+    data_connection_json,
+    task_detail,
+    task_summary,
+    task_workspace,
+)
+from hydroserver_provider.testing.hydroserver.request import Params, Request
+from hydroserver_provider.testing.hydroserver.responses import (
+    HttpError,
+    Response,
+    json_response,
+    page_slice,
+    paginate_headers,
+)
+from hydroserver_provider.testing.hydroserver.store import datastream_row
+from hydroserver_provider.testing.hydroserver.values import uuid7
 
 _DC_ORDER_KEYS = {
-    "id": lambda i: i["id"], "name": lambda i: i["name"],
+    "id": lambda i: i["id"],
+    "name": lambda i: i["name"],
     "timestampKey": lambda i: i["payload"].get("timestampKey"),
     "timestampFormat": lambda i: i["payload"].get("timestampFormat"),
-    "timezoneType": lambda i: i.get("timezoneType"), "timezone": lambda i: i.get("timezone"),
-    "workspaceId": lambda i: i["workspace"]["id"], "workspaceName": lambda i: i["workspace"]["name"],
+    "timezoneType": lambda i: i.get("timezoneType"),
+    "timezone": lambda i: i.get("timezone"),
+    "workspaceId": lambda i: i["workspace"]["id"],
+    "workspaceName": lambda i: i["workspace"]["name"],
 }
 
 
 _DC_ORDER_ALLOWED = tuple(_DC_ORDER_KEYS) + tuple(f"-{k}" for k in _DC_ORDER_KEYS)
 
 
-_TASK_ORDER_FIELDS = ("id", "name", "dataConnectionId", "dataConnectionName", "workspaceId", "workspaceName",
-                      "latestRunStatus", "latestRunStartedAt", "latestRunFinishedAt")
+_TASK_ORDER_FIELDS = (
+    "id",
+    "name",
+    "dataConnectionId",
+    "dataConnectionName",
+    "workspaceId",
+    "workspaceName",
+    "latestRunStatus",
+    "latestRunStartedAt",
+    "latestRunFinishedAt",
+)
 
 
 _TASK_ORDER_ALLOWED = _TASK_ORDER_FIELDS + tuple(f"-{k}" for k in _TASK_ORDER_FIELDS)
@@ -47,18 +77,30 @@ def _sort_items(items: list[dict], order_by: list[str], keys: dict) -> list[dict
     return items
 
 
-def _sort_pairs(pairs: list[tuple[dict, sqlite3.Row]], order_by: list[str], db: sqlite3.Connection) -> list:
+def _sort_pairs(
+    pairs: list[tuple[dict, sqlite3.Row]], order_by: list[str], db: sqlite3.Connection
+) -> list:
     def dc_name(summary: dict) -> str:
-        row = db.execute("SELECT body FROM data_connections WHERE id = ?", (summary["dataConnectionId"],)).fetchone()
+        row = db.execute(
+            "SELECT body FROM data_connections WHERE id = ?", (summary["dataConnectionId"],)
+        ).fetchone()
         return json.loads(row[0])["name"]
 
     def ws_name(summary: dict) -> str:
-        return db.execute("SELECT name FROM workspaces WHERE id = ?", (summary["workspaceId"],)).fetchone()[0]
+        return db.execute(
+            "SELECT name FROM workspaces WHERE id = ?", (summary["workspaceId"],)
+        ).fetchone()[0]
 
     keys = {
-        "id": lambda s: s["id"], "name": lambda s: s["name"], "dataConnectionId": lambda s: s["dataConnectionId"],
-        "dataConnectionName": dc_name, "workspaceId": lambda s: s["workspaceId"], "workspaceName": ws_name,
-        "latestRunStatus": lambda s: None, "latestRunStartedAt": lambda s: None, "latestRunFinishedAt": lambda s: None,
+        "id": lambda s: s["id"],
+        "name": lambda s: s["name"],
+        "dataConnectionId": lambda s: s["dataConnectionId"],
+        "dataConnectionName": dc_name,
+        "workspaceId": lambda s: s["workspaceId"],
+        "workspaceName": ws_name,
+        "latestRunStatus": lambda s: None,
+        "latestRunStartedAt": lambda s: None,
+        "latestRunFinishedAt": lambda s: None,
     }
     pairs = sorted(pairs, key=lambda p: p[0]["id"], reverse=True)
     for field in reversed(order_by):
@@ -67,13 +109,18 @@ def _sort_pairs(pairs: list[tuple[dict, sqlite3.Row]], order_by: list[str], db: 
     return pairs
 
 
-def _etl_permissions(db: sqlite3.Connection, principal: Optional[Principal], workspace_id: str) -> set[str]:
+def _etl_permissions(
+    db: sqlite3.Connection, principal: Principal | None, workspace_id: str
+) -> set[str]:
     return permissions(db, principal, workspace_id, "ETL")
 
 
-def _visible_data_connections(db: sqlite3.Connection, principal: Optional[Principal]) -> list[sqlite3.Row]:
+def _visible_data_connections(
+    db: sqlite3.Connection, principal: Principal | None
+) -> list[sqlite3.Row]:
     return [
-        r for r in db.execute("SELECT * FROM data_connections ORDER BY id DESC")
+        r
+        for r in db.execute("SELECT * FROM data_connections ORDER BY id DESC")
         if "view" in _etl_permissions(db, principal, r["workspace_id"])
     ]
 
@@ -117,7 +164,7 @@ def h_data_connection_create(ctx: Context, req: Request) -> Response:
         return json_response(201, data_connection_json(db, row))
 
 
-def insert_data_connection(db: sqlite3.Connection, body: Any, principal: Optional[Principal]) -> str:
+def insert_data_connection(db: sqlite3.Connection, body: Any, principal: Principal | None) -> str:
     normalised = validate_data_connection(body)
     workspace_id = normalised.pop("workspaceId")
     if db.execute("SELECT 1 FROM workspaces WHERE id = ?", (workspace_id,)).fetchone() is None:
@@ -127,12 +174,16 @@ def insert_data_connection(db: sqlite3.Connection, body: Any, principal: Optiona
     dc_id = normalised.pop("id", None) or uuid7()
     if db.execute("SELECT 1 FROM data_connections WHERE id = ?", (dc_id,)).fetchone():
         raise HttpError(409, "The operation could not be completed due to a resource conflict.")
-    db.execute("INSERT INTO data_connections VALUES (?, ?, ?)", (dc_id, workspace_id, json.dumps(normalised)))
+    db.execute(
+        "INSERT INTO data_connections VALUES (?, ?, ?)",
+        (dc_id, workspace_id, json.dumps(normalised)),
+    )
     return dc_id
 
 
-def _task_for_action(db: sqlite3.Connection, principal: Optional[Principal], task_id: str,
-                     action: str) -> sqlite3.Row:
+def _task_for_action(
+    db: sqlite3.Connection, principal: Principal | None, task_id: str, action: str
+) -> sqlite3.Row:
     row = db.execute("SELECT * FROM etl_tasks WHERE id = ?", (task_id,)).fetchone()
     if row is None:
         raise HttpError(404, f"Task with ID {task_id} does not exist.")
@@ -158,7 +209,8 @@ def h_tasks(ctx: Context, req: Request) -> Response:
         raise HttpError(400, "page_size: Input should be greater than 0")
     with ctx.store.read() as db:
         rows = [
-            r for r in db.execute("SELECT * FROM etl_tasks ORDER BY id DESC")
+            r
+            for r in db.execute("SELECT * FROM etl_tasks ORDER BY id DESC")
             if "view" in _etl_permissions(db, req.principal, task_workspace(db, r))
         ]
         if workspace_ids is not None:
@@ -166,10 +218,15 @@ def h_tasks(ctx: Context, req: Request) -> Response:
         if dc_ids is not None:
             rows = [r for r in rows if r["data_connection_id"] in dc_ids]
         if thing_ids is not None:
-            rows = [r for r in rows if db.execute(
-                "SELECT 1 FROM etl_mappings m JOIN datastreams d ON d.id = m.datastream_id "
-                f"WHERE m.task_id = ? AND d.thing_id IN ({', '.join('?' * len(thing_ids)) or 'NULL'})",
-                (r["id"], *thing_ids)).fetchone()]
+            rows = [
+                r
+                for r in rows
+                if db.execute(
+                    "SELECT 1 FROM etl_mappings m JOIN datastreams d ON d.id = m.datastream_id "
+                    f"WHERE m.task_id = ? AND d.thing_id IN ({', '.join('?' * len(thing_ids)) or 'NULL'})",
+                    (r["id"], *thing_ids),
+                ).fetchone()
+            ]
         if statuses is not None:
             rows = [r for r in rows if None in statuses]  # no task has run on the local server
         items = [(task_summary(db, r), r) for r in rows]
@@ -214,7 +271,11 @@ def h_task_patch(ctx: Context, req: Request) -> Response:
             updates["task_variables"] = json.dumps(patch["taskVariables"])
         if "schedule" in patch:
             current = json.loads(row["schedule"]) if row["schedule"] else None
-            changes = patch["schedule"] if patch["schedule"] is not None else {"crontab": None, "interval": None}
+            changes = (
+                patch["schedule"]
+                if patch["schedule"] is not None
+                else {"crontab": None, "interval": None}
+            )
             new = apply_schedule(current, changes)
             updates["schedule"] = json.dumps(new) if new is not None else None
         if updates:
@@ -223,7 +284,9 @@ def h_task_patch(ctx: Context, req: Request) -> Response:
                 (*updates.values(), task_id),
             )
         if "mappings" in patch:
-            _apply_mappings(db, task_id, row["data_connection_id"], patch["mappings"], req.principal)
+            _apply_mappings(
+                db, task_id, row["data_connection_id"], patch["mappings"], req.principal
+            )
         row = db.execute("SELECT * FROM etl_tasks WHERE id = ?", (task_id,)).fetchone()
         return json_response(200, task_summary(db, row))
 
@@ -238,15 +301,19 @@ def h_task_runs(ctx: Context, req: Request) -> Response:
     return json_response(200, [], paginate_headers(0, page, page_size))
 
 
-def insert_task(db: sqlite3.Connection, body: Any, principal: Optional[Principal]) -> str:
+def insert_task(db: sqlite3.Connection, body: Any, principal: Principal | None) -> str:
     errors: list[dict] = []
     task = validate_task_body(body, errors, partial=False)
     if errors:
         raise HttpError(422, errors)
-    dc = db.execute("SELECT * FROM data_connections WHERE id = ?", (task["dataConnectionId"],)).fetchone()
+    dc = db.execute(
+        "SELECT * FROM data_connections WHERE id = ?", (task["dataConnectionId"],)
+    ).fetchone()
     if dc is None:
         raise HttpError(404, f"Data connection with ID {task['dataConnectionId']} does not exist.")
-    if principal is not None and "create" not in _etl_permissions(db, principal, dc["workspace_id"]):
+    if principal is not None and "create" not in _etl_permissions(
+        db, principal, dc["workspace_id"]
+    ):
         raise HttpError(403, "You do not have permission to create this task.")
     task_id = task.get("id") or uuid7()
     if db.execute("SELECT 1 FROM etl_tasks WHERE id = ?", (task_id,)).fetchone():
@@ -255,16 +322,29 @@ def insert_task(db: sqlite3.Connection, body: Any, principal: Optional[Principal
     schedule = apply_schedule(None, {"enabled": True, **schedule_in}) if schedule_in else None
     db.execute(
         "INSERT INTO etl_tasks VALUES (?, ?, ?, ?, ?, ?)",
-        (task_id, dc["id"], task["name"], task.get("description"),
-         json.dumps(task.get("taskVariables", {})), json.dumps(schedule) if schedule else None),
+        (
+            task_id,
+            dc["id"],
+            task["name"],
+            task.get("description"),
+            json.dumps(task.get("taskVariables", {})),
+            json.dumps(schedule) if schedule else None,
+        ),
     )
     _apply_mappings(db, task_id, dc["id"], task.get("mappings", []), principal)
     return task_id
 
 
-def _apply_mappings(db: sqlite3.Connection, task_id: str, dc_id: str, mappings: list[dict],
-                    principal: Optional[Principal]) -> None:
-    workspace_id = db.execute("SELECT workspace_id FROM data_connections WHERE id = ?", (dc_id,)).fetchone()[0]
+def _apply_mappings(
+    db: sqlite3.Connection,
+    task_id: str,
+    dc_id: str,
+    mappings: list[dict],
+    principal: Principal | None,
+) -> None:
+    workspace_id = db.execute(
+        "SELECT workspace_id FROM data_connections WHERE id = ?", (dc_id,)
+    ).fetchone()[0]
     for m in mappings:
         target = m["targetDatastreamId"]
         if principal is not None:
@@ -274,19 +354,33 @@ def _apply_mappings(db: sqlite3.Connection, task_id: str, dc_id: str, mappings: 
             if ds is None:
                 raise HttpError(404, "Datastream does not exist")
         if ds["workspace_id"] != workspace_id:
-            raise HttpError(400, f"Datastream {target} does not belong to workspace {workspace_id}.")
-    existing = {r["datastream_id"] for r in db.execute(
-        "SELECT datastream_id FROM etl_mappings WHERE task_id = ?", (task_id,))}
-    new_targets = [m["targetDatastreamId"] for m in mappings if m["targetDatastreamId"] not in existing]
+            raise HttpError(
+                400, f"Datastream {target} does not belong to workspace {workspace_id}."
+            )
+    existing = {
+        r["datastream_id"]
+        for r in db.execute("SELECT datastream_id FROM etl_mappings WHERE task_id = ?", (task_id,))
+    }
+    new_targets = [
+        m["targetDatastreamId"] for m in mappings if m["targetDatastreamId"] not in existing
+    ]
     if new_targets:
-        conflicts = [r[0] for r in db.execute(
-            f"SELECT datastream_id FROM etl_mappings WHERE datastream_id IN ({', '.join('?' * len(new_targets))})",
-            new_targets)]
+        conflicts = [
+            r[0]
+            for r in db.execute(
+                f"SELECT datastream_id FROM etl_mappings WHERE datastream_id IN ({', '.join('?' * len(new_targets))})",
+                new_targets,
+            )
+        ]
         if conflicts:
-            raise HttpError(400, f"Datastream(s) {', '.join(conflicts)} are already mapped to by another task.")
+            raise HttpError(
+                400, f"Datastream(s) {', '.join(conflicts)} are already mapped to by another task."
+            )
     wanted = {(m["sourceIdentifier"], m["targetDatastreamId"]) for m in mappings}
-    current = {(r["source_identifier"], r["datastream_id"]): r["pk"]
-               for r in db.execute("SELECT * FROM etl_mappings WHERE task_id = ?", (task_id,))}
+    current = {
+        (r["source_identifier"], r["datastream_id"]): r["pk"]
+        for r in db.execute("SELECT * FROM etl_mappings WHERE task_id = ?", (task_id,))
+    }
     for key, pk in current.items():
         if key not in wanted:
             db.execute("DELETE FROM etl_mappings WHERE pk = ?", (pk,))

@@ -7,14 +7,36 @@ import sqlite3
 import time
 from typing import Any
 
-from .access import datastream_for_action, permissions
-from .bodies_observations import BULK_FIELDS, NOT_A_TIME, parse_bulk_body
-from .context import Context
-from .json_shapes import checksum, datastream_summary, observation_id, qualifier_codes, workspace_summary
-from .request import Params, Request, check_order_repeats, missing, type_error
-from .responses import HttpError, Response, ServerError, json_response, paginate_headers
-from .store import update_statistics
-from .values import iso, to_us
+from hydroserver_provider.testing.hydroserver.access import datastream_for_action, permissions
+from hydroserver_provider.testing.hydroserver.bodies_observations import (
+    BULK_FIELDS,
+    NOT_A_TIME,
+    parse_bulk_body,
+)
+from hydroserver_provider.testing.hydroserver.context import Context
+from hydroserver_provider.testing.hydroserver.json_shapes import (
+    checksum,
+    datastream_summary,
+    observation_id,
+    qualifier_codes,
+    workspace_summary,
+)
+from hydroserver_provider.testing.hydroserver.request import (
+    Params,
+    Request,
+    check_order_repeats,
+    missing,
+    type_error,
+)
+from hydroserver_provider.testing.hydroserver.responses import (
+    HttpError,
+    Response,
+    ServerError,
+    json_response,
+    paginate_headers,
+)
+from hydroserver_provider.testing.hydroserver.store import update_statistics
+from hydroserver_provider.testing.hydroserver.values import iso, to_us
 
 
 def h_observations(ctx: Context, req: Request) -> Response:
@@ -38,11 +60,15 @@ def h_observations(ctx: Context, req: Request) -> Response:
             where.append("t >= ?")
             args.append(t_min)
         if codes:
-            where.append(f"EXISTS (SELECT 1 FROM json_each(o.qualifiers) j "
-                         f"WHERE j.value IN ({', '.join('?' * len(codes))}))")
+            where.append(
+                f"EXISTS (SELECT 1 FROM json_each(o.qualifiers) j "
+                f"WHERE j.value IN ({', '.join('?' * len(codes))}))"
+            )
             args.extend(codes)
         clause = " AND ".join(where)
-        count, max_id = db.execute(f"SELECT COUNT(*), MAX(id) FROM observations o WHERE {clause}", args).fetchone()
+        count, max_id = db.execute(
+            f"SELECT COUNT(*), MAX(id) FROM observations o WHERE {clause}", args
+        ).fetchone()
         check_order_repeats(order_by or ["phenomenonTime"])
         direction = "DESC" if order_by and order_by[0] == "-phenomenonTime" else "ASC"
         rows = db.execute(
@@ -54,7 +80,9 @@ def h_observations(ctx: Context, req: Request) -> Response:
         ws_json = None
         if ds_json is not None:
             ws_json = workspace_summary(
-                db.execute("SELECT * FROM workspaces WHERE id = ?", (ds["workspace_id"],)).fetchone()
+                db.execute(
+                    "SELECT * FROM workspaces WHERE id = ?", (ds["workspace_id"],)
+                ).fetchone()
             )
     headers = paginate_headers(count, page, page_size)
     headers["X-Checksum"] = checksum(observation_id(ds["id"], max_id) if max_id else None, count)
@@ -71,14 +99,26 @@ def h_observations(ctx: Context, req: Request) -> Response:
         }
     elif expand:
         body = [
-            {"phenomenonTime": iso(t), "result": r, "resultQualifierCodes": qualifier_codes(q),
-             "id": observation_id(ds["id"], oid), "workspace": ws_json, "datastream": ds_json}
+            {
+                "phenomenonTime": iso(t),
+                "result": r,
+                "resultQualifierCodes": qualifier_codes(q),
+                "id": observation_id(ds["id"], oid),
+                "workspace": ws_json,
+                "datastream": ds_json,
+            }
             for oid, t, r, q in rows
         ]
     else:
         body = [
-            {"phenomenonTime": iso(t), "result": r, "resultQualifierCodes": qualifier_codes(q),
-             "id": observation_id(ds["id"], oid), "workspaceId": ds["workspace_id"], "datastreamId": ds["id"]}
+            {
+                "phenomenonTime": iso(t),
+                "result": r,
+                "resultQualifierCodes": qualifier_codes(q),
+                "id": observation_id(ds["id"], oid),
+                "workspaceId": ds["workspace_id"],
+                "datastreamId": ds["id"],
+            }
             for oid, t, r, q in rows
         ]
     return json_response(200, body, headers)
@@ -114,19 +154,27 @@ def h_bulk_create(ctx: Context, req: Request) -> Response:
             if not times:
                 raise ServerError("min() of an empty batch")
             if min(times) <= ds["end_us"]:
-                raise HttpError(400, "All observations must occur after the datastream's end time for append mode")
+                raise HttpError(
+                    400,
+                    "All observations must occur after the datastream's end time for append mode",
+                )
         elif mode == "backfill" and ds["begin_us"] is not None:
             if not times:
                 raise ServerError("max() of an empty batch")
             if max(times) >= ds["begin_us"]:
-                raise HttpError(400, "All observations must occur before the datastream's begin time for backfill mode")
+                raise HttpError(
+                    400,
+                    "All observations must occur before the datastream's begin time for backfill mode",
+                )
         elif mode == "replace":
             if not times:
                 raise ServerError("min() of an empty batch")
             if "delete" not in permissions(db, req.principal, ds["workspace_id"], "Observation"):
                 raise HttpError(403, "You do not have permission to delete these observations")
-            db.execute("DELETE FROM observations WHERE ds = ? AND t >= ? AND t <= ?",
-                       (ds["pk"], min(times), max(times)))
+            db.execute(
+                "DELETE FROM observations WHERE ds = ? AND t >= ? AND t <= ?",
+                (ds["pk"], min(times), max(times)),
+            )
         if any(r is None for r in results):
             raise ServerError('null value in column "result" violates not-null constraint')
         pk = ds["pk"]
@@ -153,7 +201,9 @@ def h_bulk_delete(ctx: Context, req: Request) -> Response:
     else:
         bounds = []
         for name in ("phenomenonTimeStart", "phenomenonTimeEnd"):
-            value = body.get(name, body.get("phenomenon_time_" + name[len("phenomenonTime"):].lower()))
+            value = body.get(
+                name, body.get("phenomenon_time_" + name[len("phenomenonTime") :].lower())
+            )
             if value in (None, ""):
                 bounds.append(None)
                 continue
@@ -163,9 +213,13 @@ def h_bulk_delete(ctx: Context, req: Request) -> Response:
                 bounds.append(to_us(value))
             except (TypeError, ValueError):
                 params.errors.append(
-                    {"type": "value_error", "loc": ["body", "data", name],
-                     "msg": "Value error, Invalid ISO time format", "input": value,
-                     "ctx": {"error": "Invalid ISO time format"}}
+                    {
+                        "type": "value_error",
+                        "loc": ["body", "data", name],
+                        "msg": "Value error, Invalid ISO time format",
+                        "input": value,
+                        "ctx": {"error": "Invalid ISO time format"},
+                    }
                 )
                 bounds.append(None)
         start, end = bounds

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
-from . import routes_auth, routes_catalog, routes_datastreams, routes_etl, routes_observations
-from .access import authenticate
-from .context import Context
-from .request import Request
-from .responses import HttpError, Response
+from hydroserver_provider.testing.hydroserver import (
+    routes_auth,
+    routes_catalog,
+    routes_datastreams,
+    routes_etl,
+    routes_observations,
+)
+from hydroserver_provider.testing.hydroserver.access import authenticate
+from hydroserver_provider.testing.hydroserver.context import Context
+from hydroserver_provider.testing.hydroserver.request import Request
+from hydroserver_provider.testing.hydroserver.responses import HttpError, Response
 
 Endpoint = Callable[[Context, Request], Response]
 
@@ -42,11 +48,23 @@ ROUTES = [
     _entry("GET", "/api/data/datastreams", routes_datastreams.h_datastreams, "anonymous"),
     _entry("GET", _DATASTREAM, routes_datastreams.h_datastream, "anonymous"),
     _entry("GET", f"{_DATASTREAM}/observations", routes_observations.h_observations, "anonymous"),
-    _entry("POST", f"{_DATASTREAM}/observations/bulk-create", routes_observations.h_bulk_create, "required"),
-    _entry("POST", f"{_DATASTREAM}/observations/bulk-delete", routes_observations.h_bulk_delete, "required"),
+    _entry(
+        "POST",
+        f"{_DATASTREAM}/observations/bulk-create",
+        routes_observations.h_bulk_create,
+        "required",
+    ),
+    _entry(
+        "POST",
+        f"{_DATASTREAM}/observations/bulk-delete",
+        routes_observations.h_bulk_delete,
+        "required",
+    ),
     _entry("GET", _CONNECTIONS, routes_etl.h_data_connections, "required"),
     _entry("POST", _CONNECTIONS, routes_etl.h_data_connection_create, "required"),
-    _entry("GET", f"{_CONNECTIONS}/{{data_connection_id}}", routes_etl.h_data_connection, "required"),
+    _entry(
+        "GET", f"{_CONNECTIONS}/{{data_connection_id}}", routes_etl.h_data_connection, "required"
+    ),
     _entry("GET", _TASKS, routes_etl.h_tasks, "required"),
     _entry("POST", _TASKS, routes_etl.h_task_create, "required"),
     _entry("GET", f"{_TASKS}/{{task_id}}", routes_etl.h_task, "required"),
@@ -70,6 +88,10 @@ def route(ctx: Context, req: Request) -> Response:
             req.principal = authenticate(ctx, req, allow_anonymous=(auth == "anonymous"))
         return endpoint(ctx, req)
     if path_matched:
-        allowed = sorted({m for methods, pattern, _, _ in ROUTES if pattern.fullmatch(req.path) for m in methods})
-        return Response(405, b"Method not allowed", "text/html; charset=utf-8", {"Allow": ", ".join(allowed)})
+        allowed = sorted(
+            {m for methods, pattern, _, _ in ROUTES if pattern.fullmatch(req.path) for m in methods}
+        )
+        return Response(
+            405, b"Method not allowed", "text/html; charset=utf-8", {"Allow": ", ".join(allowed)}
+        )
     raise HttpError(404, "Not Found")

@@ -13,26 +13,53 @@ import sqlite3
 import threading
 import time
 import traceback
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Iterable, Optional
+from typing import Any
 
-from .access import ROLES
-from .context import Context
-from .faults import ClientThrottle, Faults
-from .json_shapes import data_connection_json, datastream_detail, datastream_summary, task_detail, task_summary, unit_json
-from .request import Request
-from .responses import DROP, HttpError, ServerError, error_response, fault_response, throttled_response
-from .routes_auth import check_credentials, new_session
-from .routes_etl import insert_data_connection, insert_task
-from .routing import route
-from .store import (Store, datastream_row, insert_api_key, insert_datastream, insert_thing, insert_unit,
-                    insert_workspace, require_row, seed_defaults, update_statistics)
-from .transport import ThreadingServer
-from .values import from_us, to_us
+from hydroserver_provider.testing.hydroserver.access import ROLES
+from hydroserver_provider.testing.hydroserver.context import Context
+from hydroserver_provider.testing.hydroserver.faults import ClientThrottle, Faults
+from hydroserver_provider.testing.hydroserver.json_shapes import (
+    data_connection_json,
+    datastream_detail,
+    datastream_summary,
+    task_detail,
+    task_summary,
+    unit_json,
+)
+from hydroserver_provider.testing.hydroserver.request import Request
+from hydroserver_provider.testing.hydroserver.responses import (
+    DROP,
+    HttpError,
+    ServerError,
+    error_response,
+    fault_response,
+    throttled_response,
+)
+from hydroserver_provider.testing.hydroserver.routes_auth import check_credentials, new_session
+from hydroserver_provider.testing.hydroserver.routes_etl import insert_data_connection, insert_task
+from hydroserver_provider.testing.hydroserver.routing import route
+from hydroserver_provider.testing.hydroserver.store import (
+    Store,
+    datastream_row,
+    insert_api_key,
+    insert_datastream,
+    insert_thing,
+    insert_unit,
+    insert_workspace,
+    require_row,
+    seed_defaults,
+    update_statistics,
+)
+from hydroserver_provider.testing.hydroserver.transport import ThreadingServer
+from hydroserver_provider.testing.hydroserver.values import from_us, to_us
 
 logger = logging.getLogger("hydroserver_provider.testing")
 
-_UUID_RE = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}")
+_UUID_RE = re.compile(
+    r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
+)
 
 
 def _normalise_path(path: str) -> str:
@@ -74,12 +101,12 @@ class LocalHydroServer:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        db_path: Optional[str] = None,
+        db_path: str | None = None,
         api_key_cost: float = 0.0,
         bearer_cost: float = 0.0,
         row_cost: float = 0.0,
-        throttle: Optional[int] = None,
-        api_key: Optional[str] = None,
+        throttle: int | None = None,
+        api_key: str | None = None,
         email: str = "hydro@example.org",
         password: str = "local-hydroserver",
         workspace_name: str = "Local Workspace",
@@ -90,31 +117,31 @@ class LocalHydroServer:
         self.api_key_cost = float(api_key_cost)
         self.bearer_cost = float(bearer_cost)
         self.row_cost = float(row_cost)
-        self.throttle: Optional[int] = throttle
+        self.throttle: int | None = throttle
         self.faults = Faults()
         self._requested_key = api_key
         self._email = email
         self._password = password
         self._workspace_name = workspace_name
-        self._store: Optional[Store] = None
-        self._server: Optional[ThreadingServer] = None
-        self._thread: Optional[threading.Thread] = None
+        self._store: Store | None = None
+        self._server: ThreadingServer | None = None
+        self._thread: threading.Thread | None = None
         self._stats_lock = threading.Lock()
         self._counts: collections.Counter = collections.Counter()
-        self._log: list[tuple[str, str, Optional[int]]] = []
+        self._log: list[tuple[str, str, int | None]] = []
         self._total = 0
         self._throttle_window = ClientThrottle()
         self._errors: list[str] = []
         self._in_flight = 0
         self._peak_in_flight = 0
-        self._user_id: Optional[int] = None
-        self._workspace_id: Optional[str] = None
-        self._api_key: Optional[str] = None
+        self._user_id: int | None = None
+        self._workspace_id: str | None = None
+        self._api_key: str | None = None
         self._lifecycle = threading.Lock()
 
     # ---------------------------------------------------------------- lifecycle
 
-    def start(self) -> "LocalHydroServer":
+    def start(self) -> LocalHydroServer:
         """Open the database, seed the default account/workspace/key and start serving."""
         with self._lifecycle:
             if self._server is not None:
@@ -124,8 +151,10 @@ class LocalHydroServer:
             self._server = ThreadingServer((self.host, self.port), self._handle)
             self.port = self._server.server_address[1]
             self._thread = threading.Thread(
-                target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                name=f"LocalHydroServer:{self.port}", daemon=True,
+                target=self._server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name=f"LocalHydroServer:{self.port}",
+                daemon=True,
             )
             self._thread.start()
             logger.info("LocalHydroServer listening on %s", self.url)
@@ -153,7 +182,7 @@ class LocalHydroServer:
                 self._store.close()
                 self._store = None
 
-    def __enter__(self) -> "LocalHydroServer":
+    def __enter__(self) -> LocalHydroServer:
         return self.start()
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -226,7 +255,7 @@ class LocalHydroServer:
             return self._peak_in_flight
 
     @property
-    def requests_log(self) -> list[tuple[str, str, Optional[int]]]:
+    def requests_log(self) -> list[tuple[str, str, int | None]]:
         """Every request as ``(method, raw path with query, status)``; status is ``None`` if dropped."""
         with self._stats_lock:
             return list(self._log)
@@ -248,8 +277,9 @@ class LocalHydroServer:
 
     # ---------------------------------------------------------------- seeding helpers
 
-    def create_user(self, email: str, password: str, first_name: str = "Local",
-                    last_name: str = "User") -> int:
+    def create_user(
+        self, email: str, password: str, first_name: str = "Local", last_name: str = "User"
+    ) -> int:
         """Add a user account (for session login); returns its id. Existing emails are reused."""
         with self._tx() as db:
             row = db.execute("SELECT id FROM users WHERE email = ?", (email,)).fetchone()
@@ -262,8 +292,9 @@ class LocalHydroServer:
             )
             return int(cur.lastrowid)
 
-    def create_workspace(self, name: str, is_private: bool = True,
-                         owner_email: Optional[str] = None) -> str:
+    def create_workspace(
+        self, name: str, is_private: bool = True, owner_email: str | None = None
+    ) -> str:
         """Add a workspace (with one site) owned by ``owner_email`` (default :attr:`email`)."""
         with self._tx() as db:
             if owner_email is None:
@@ -275,8 +306,13 @@ class LocalHydroServer:
                 owner_id = row["id"]
             return insert_workspace(db, name, is_private, owner_id)
 
-    def create_api_key(self, workspace_id: Optional[str] = None, role: str = "Editor",
-                       name: Optional[str] = None, key: Optional[str] = None) -> str:
+    def create_api_key(
+        self,
+        workspace_id: str | None = None,
+        role: str = "Editor",
+        name: str | None = None,
+        key: str | None = None,
+    ) -> str:
         """Add an API key with ``role`` (Editor, Viewer or Data Loader) to a workspace; returns the key."""
         if role not in ROLES:
             raise ValueError(f"Unknown role {role!r}; choose one of {sorted(ROLES)}")
@@ -285,16 +321,28 @@ class LocalHydroServer:
             require_row(db, "workspaces", workspace_id)
             return insert_api_key(db, workspace_id, role, name or f"{role} key", key)
 
-    def create_thing(self, name: str, workspace_id: Optional[str] = None, is_private: bool = False,
-                     latitude: float = 41.74, longitude: float = -111.83) -> str:
+    def create_thing(
+        self,
+        name: str,
+        workspace_id: str | None = None,
+        is_private: bool = False,
+        latitude: float = 41.74,
+        longitude: float = -111.83,
+    ) -> str:
         """Add a site (HydroServer "thing") to a workspace; returns its id."""
         workspace_id = self._workspace_or_default(workspace_id)
         with self._tx() as db:
             require_row(db, "workspaces", workspace_id)
             return insert_thing(db, workspace_id, name, is_private, latitude, longitude)
 
-    def create_unit(self, symbol: str, name: Optional[str] = None, definition: str = "",
-                    unit_type: str = "Unknown", workspace_id: Optional[str] = None) -> str:
+    def create_unit(
+        self,
+        symbol: str,
+        name: str | None = None,
+        definition: str = "",
+        unit_type: str = "Unknown",
+        workspace_id: str | None = None,
+    ) -> str:
         """Add a unit (``workspace_id=None`` makes it a system unit visible to everyone)."""
         with self._tx() as db:
             return insert_unit(db, symbol, name, definition, unit_type, workspace_id)
@@ -302,16 +350,16 @@ class LocalHydroServer:
     def create_datastream(
         self,
         name: str = "Temp",
-        workspace_id: Optional[str] = None,
+        workspace_id: str | None = None,
         unit: Any = "degC",
         no_data_value: float = -9999.0,
         is_private: bool = True,
-        observations: Optional[Iterable[tuple[Any, float]]] = None,
+        observations: Iterable[tuple[Any, float]] | None = None,
         *,
-        thing_id: Optional[str] = None,
-        description: Optional[str] = None,
-        tags: Optional[dict[str, str]] = None,
-        datastream_id: Optional[str] = None,
+        thing_id: str | None = None,
+        description: str | None = None,
+        tags: dict[str, str] | None = None,
+        datastream_id: str | None = None,
         **fields: Any,
     ) -> str:
         """Add a datastream and return its id.
@@ -333,8 +381,19 @@ class LocalHydroServer:
         """
         workspace_id = self._workspace_or_default(workspace_id)
         with self._tx() as db:
-            ds_id = insert_datastream(db, workspace_id, name, unit, no_data_value, is_private, thing_id,
-                                      description, tags, datastream_id, fields)
+            ds_id = insert_datastream(
+                db,
+                workspace_id,
+                name,
+                unit,
+                no_data_value,
+                is_private,
+                thing_id,
+                description,
+                tags,
+                datastream_id,
+                fields,
+            )
         if observations is not None:
             self.add_observations(ds_id, observations)
         return ds_id
@@ -425,7 +484,7 @@ class LocalHydroServer:
             row = require_row(db, "etl_tasks", task_id)
             return task_detail(db, row) if expand_related else task_summary(db, row)
 
-    def login(self, email: Optional[str] = None, password: Optional[str] = None) -> str:
+    def login(self, email: str | None = None, password: str | None = None) -> str:
         """Create a session directly (no HTTP) and return its token, for ``Authorization: Bearer``."""
         with self._tx() as db:
             user = check_credentials(db, email or self._email, password or self._password)
@@ -454,7 +513,7 @@ class LocalHydroServer:
             raise RuntimeError("LocalHydroServer is not running; use start() or a `with` block")
         return self._store.read()
 
-    def _workspace_or_default(self, workspace_id: Optional[str]) -> str:
+    def _workspace_or_default(self, workspace_id: str | None) -> str:
         if workspace_id is None:
             self._require_running()
             assert self._workspace_id is not None
@@ -465,12 +524,14 @@ class LocalHydroServer:
         assert self._store is not None
         with self._store.tx() as db:
             self._user_id, self._workspace_id, self._api_key = seed_defaults(
-                db, self._email, self._password, self._workspace_name, self._requested_key)
+                db, self._email, self._password, self._workspace_name, self._requested_key
+            )
 
     # ---------------------------------------------------------------- internals: request pipeline
 
-    def _handle(self, method: str, raw_path: str, headers: dict[str, str], body: bytes,
-                client: str) -> Any:
+    def _handle(
+        self, method: str, raw_path: str, headers: dict[str, str], body: bytes, client: str
+    ) -> Any:
         """Answer one request: count it, apply faults and the throttle, route it, log the status."""
         req = Request(method, raw_path, headers, body)
         with self._stats_lock:

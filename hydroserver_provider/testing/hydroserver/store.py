@@ -8,11 +8,15 @@ import re
 import secrets
 import sqlite3
 import threading
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any
 
-from .values import canonical_uuid, hash_key, uuid7
-from .vocabulary import OBSERVED_PROPERTY_ID, PROCESSING_LEVEL_ID, SENSOR_ID
-
+from hydroserver_provider.testing.hydroserver.values import canonical_uuid, hash_key, uuid7
+from hydroserver_provider.testing.hydroserver.vocabulary import (
+    OBSERVED_PROPERTY_ID,
+    PROCESSING_LEVEL_ID,
+    SENSOR_ID,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -109,10 +113,14 @@ _KNOWN_UNITS = {
 
 
 _DATASTREAM_FIELD_COLUMNS = {
-    "observationType": "observation_type", "sampledMedium": "sampled_medium",
-    "aggregationStatistic": "aggregation_statistic", "timeAggregationInterval": "time_aggregation_interval",
-    "timeAggregationIntervalUnit": "time_aggregation_interval_unit", "resultType": "result_type",
-    "intendedTimeSpacing": "intended_time_spacing", "intendedTimeSpacingUnit": "intended_time_spacing_unit",
+    "observationType": "observation_type",
+    "sampledMedium": "sampled_medium",
+    "aggregationStatistic": "aggregation_statistic",
+    "timeAggregationInterval": "time_aggregation_interval",
+    "timeAggregationIntervalUnit": "time_aggregation_interval_unit",
+    "resultType": "result_type",
+    "intendedTimeSpacing": "intended_time_spacing",
+    "intendedTimeSpacingUnit": "intended_time_spacing_unit",
     "isVisible": "is_visible",
 }
 
@@ -141,25 +149,43 @@ def require_row(db: sqlite3.Connection, table: str, row_id: str) -> sqlite3.Row:
 
 def insert_workspace(db: sqlite3.Connection, name: str, is_private: bool, owner_id: int) -> str:
     ws_id = uuid7()
-    db.execute("INSERT INTO workspaces VALUES (?, ?, ?, ?)", (ws_id, name, int(bool(is_private)), owner_id))
+    db.execute(
+        "INSERT INTO workspaces VALUES (?, ?, ?, ?)", (ws_id, name, int(bool(is_private)), owner_id)
+    )
     insert_thing(db, ws_id, f"{name} site", False)
     return ws_id
 
 
-def insert_thing(db: sqlite3.Connection, workspace_id: str, name: str, is_private: bool,
-                 latitude: float = 41.74, longitude: float = -111.83) -> str:
+def insert_thing(
+    db: sqlite3.Connection,
+    workspace_id: str,
+    name: str,
+    is_private: bool,
+    latitude: float = 41.74,
+    longitude: float = -111.83,
+) -> str:
     thing_id = uuid7()
     code = re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").upper()[:40] or "SITE"
     db.execute(
         "INSERT INTO things VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (thing_id, workspace_id, name, f"{name} (local HydroServer)", int(bool(is_private)),
-         code, "Stream", float(latitude), float(longitude)),
+        (
+            thing_id,
+            workspace_id,
+            name,
+            f"{name} (local HydroServer)",
+            int(bool(is_private)),
+            code,
+            "Stream",
+            float(latitude),
+            float(longitude),
+        ),
     )
     return thing_id
 
 
-def insert_api_key(db: sqlite3.Connection, workspace_id: str, role: str, name: str,
-                   key: Optional[str]) -> str:
+def insert_api_key(
+    db: sqlite3.Connection, workspace_id: str, role: str, name: str, key: str | None
+) -> str:
     key = key or secrets.token_urlsafe(32)
     if db.execute("SELECT 1 FROM api_keys WHERE key_hash = ?", (hash_key(key),)).fetchone():
         raise ValueError("That API key already exists")
@@ -170,8 +196,14 @@ def insert_api_key(db: sqlite3.Connection, workspace_id: str, role: str, name: s
     return key
 
 
-def insert_unit(db: sqlite3.Connection, symbol: str, name: Optional[str], definition: str,
-                unit_type: str, workspace_id: Optional[str]) -> str:
+def insert_unit(
+    db: sqlite3.Connection,
+    symbol: str,
+    name: str | None,
+    definition: str,
+    unit_type: str,
+    workspace_id: str | None,
+) -> str:
     unit_id = uuid7()
     db.execute(
         "INSERT INTO units VALUES (?, ?, ?, ?, ?, ?)",
@@ -184,11 +216,18 @@ def resolve_unit(db: sqlite3.Connection, unit: Any, workspace_id: str) -> str:
     if isinstance(unit, dict):
         symbol = unit.get("symbol") or unit.get("name") or "unknown"
         return insert_unit(
-            db, symbol, unit.get("name"), unit.get("definition", ""),
-            unit.get("type", "Unknown"), unit.get("workspaceId", workspace_id),
+            db,
+            symbol,
+            unit.get("name"),
+            unit.get("definition", ""),
+            unit.get("type", "Unknown"),
+            unit.get("workspaceId", workspace_id),
         )
     text = str(unit)
-    if canonical_uuid(text) and db.execute("SELECT 1 FROM units WHERE id = ?", (canonical_uuid(text),)).fetchone():
+    if (
+        canonical_uuid(text)
+        and db.execute("SELECT 1 FROM units WHERE id = ?", (canonical_uuid(text),)).fetchone()
+    ):
         return canonical_uuid(text)  # type: ignore[return-value]
     row = db.execute(
         "SELECT id FROM units WHERE symbol = ? AND (workspace_id = ? OR workspace_id IS NULL) "
@@ -212,7 +251,7 @@ def update_statistics(db: sqlite3.Connection, ds_pk: int) -> None:
     )
 
 
-def datastream_row(db: sqlite3.Connection, ds_id: str) -> Optional[sqlite3.Row]:
+def datastream_row(db: sqlite3.Connection, ds_id: str) -> sqlite3.Row | None:
     return db.execute(
         "SELECT d.*, w.is_private AS ws_private, th.is_private AS thing_private, w.name AS ws_name "
         "FROM datastreams d JOIN workspaces w ON w.id = d.workspace_id "
@@ -221,10 +260,19 @@ def datastream_row(db: sqlite3.Connection, ds_id: str) -> Optional[sqlite3.Row]:
     ).fetchone()
 
 
-def insert_datastream(db: sqlite3.Connection, workspace_id: str, name: str, unit: Any,
-                      no_data_value: float, is_private: bool, thing_id: Optional[str],
-                      description: Optional[str], tags: Optional[dict[str, str]],
-                      datastream_id: Optional[str], fields: dict[str, Any]) -> str:
+def insert_datastream(
+    db: sqlite3.Connection,
+    workspace_id: str,
+    name: str,
+    unit: Any,
+    no_data_value: float,
+    is_private: bool,
+    thing_id: str | None,
+    description: str | None,
+    tags: dict[str, str] | None,
+    datastream_id: str | None,
+    fields: dict[str, Any],
+) -> str:
     """Add a datastream (see :meth:`LocalHydroServer.create_datastream`); returns its id."""
     require_row(db, "workspaces", workspace_id)
     if thing_id is None:
@@ -247,11 +295,17 @@ def insert_datastream(db: sqlite3.Connection, workspace_id: str, name: str, unit
     if ds_id is None:
         raise ValueError(f"datastream_id: expected a UUID, found {datastream_id!r}")
     values.update(
-        id=ds_id, workspace_id=workspace_id, thing_id=thing_id, unit_id=unit_id,
-        sensor_id=SENSOR_ID, observed_property_id=OBSERVED_PROPERTY_ID,
-        processing_level_id=PROCESSING_LEVEL_ID, name=name,
+        id=ds_id,
+        workspace_id=workspace_id,
+        thing_id=thing_id,
+        unit_id=unit_id,
+        sensor_id=SENSOR_ID,
+        observed_property_id=OBSERVED_PROPERTY_ID,
+        processing_level_id=PROCESSING_LEVEL_ID,
+        name=name,
         description=description if description is not None else f"{name} (local HydroServer)",
-        no_data_value=float(no_data_value), is_private=int(bool(is_private)),
+        no_data_value=float(no_data_value),
+        is_private=int(bool(is_private)),
         tags=json.dumps(dict(tags or {})),
     )
     db.execute(
@@ -261,8 +315,13 @@ def insert_datastream(db: sqlite3.Connection, workspace_id: str, name: str, unit
     return ds_id
 
 
-def seed_defaults(db: sqlite3.Connection, email: str, password: str, workspace_name: str,
-                  requested_key: Optional[str]) -> tuple[int, str, str]:
+def seed_defaults(
+    db: sqlite3.Connection,
+    email: str,
+    password: str,
+    workspace_name: str,
+    requested_key: str | None,
+) -> tuple[int, str, str]:
     """Make sure the default account, its public workspace and an Editor key exist (reusing what a
     database file already holds); returns ``(user_id, workspace_id, api_key)``."""
     meta = {r["key"]: r["value"] for r in db.execute("SELECT key, value FROM meta")}
@@ -277,15 +336,20 @@ def seed_defaults(db: sqlite3.Connection, email: str, password: str, workspace_n
         db.execute("UPDATE users SET password = ? WHERE id = ?", (password, user_id))
     user_id = int(user_id)
     workspace_id = meta.get("default_workspace_id")
-    if workspace_id is None or db.execute(
-        "SELECT 1 FROM workspaces WHERE id = ?", (workspace_id,)
-    ).fetchone() is None:
+    if (
+        workspace_id is None
+        or db.execute("SELECT 1 FROM workspaces WHERE id = ?", (workspace_id,)).fetchone() is None
+    ):
         workspace_id = insert_workspace(db, workspace_name, False, user_id)
-        db.execute("INSERT OR REPLACE INTO meta VALUES ('default_workspace_id', ?)", (workspace_id,))
+        db.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('default_workspace_id', ?)", (workspace_id,)
+        )
     key = requested_key or meta.get("default_api_key")
-    if key is None or db.execute(
-        "SELECT 1 FROM api_keys WHERE key_hash = ?", (hash_key(key),)
-    ).fetchone() is None:
+    if (
+        key is None
+        or db.execute("SELECT 1 FROM api_keys WHERE key_hash = ?", (hash_key(key),)).fetchone()
+        is None
+    ):
         key = insert_api_key(db, workspace_id, "Editor", "Local default key", key)
     db.execute("INSERT OR REPLACE INTO meta VALUES ('default_api_key', ?)", (key,))
     return user_id, workspace_id, key

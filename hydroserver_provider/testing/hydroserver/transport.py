@@ -7,9 +7,10 @@ import http.server
 import logging
 import socket
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from .responses import DROP, Response
+from hydroserver_provider.testing.hydroserver.responses import DROP, Response
 
 logger = logging.getLogger("hydroserver_provider.testing")
 
@@ -71,7 +72,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = _dispatch
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s - %s", self.address_string(), format % args)
 
 
@@ -102,5 +103,5 @@ class ThreadingServer(http.server.ThreadingHTTPServer):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
 
-    def handle_error(self, request, client_address) -> None:  # noqa: D102 - quiet broken pipes
+    def handle_error(self, request, client_address) -> None:
         logger.debug("connection error from %s", client_address, exc_info=True)

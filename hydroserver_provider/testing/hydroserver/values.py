@@ -7,11 +7,10 @@ import secrets
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
-from typing import Any, Optional
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-
-UTC = timezone.utc
+UTC = UTC
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -93,14 +92,14 @@ def from_us(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
 
 
-def iso(us: Optional[int]) -> Optional[str]:
+def iso(us: int | None) -> str | None:
     """Render like the real server (orjson of an aware UTC datetime): ``2024-01-01T00:00:00+00:00``."""
     if us is None:
         return None
     return (_EPOCH + timedelta(microseconds=us)).isoformat()
 
 
-def iso_dt(dt: Optional[datetime]) -> Optional[str]:
+def iso_dt(dt: datetime | None) -> str | None:
     return None if dt is None else dt.astimezone(UTC).isoformat()
 
 
@@ -108,7 +107,7 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def canonical_uuid(value: Any) -> Optional[str]:
+def canonical_uuid(value: Any) -> str | None:
     try:
         return str(uuid.UUID(str(value)))
     except (ValueError, AttributeError, TypeError):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 SENSOR_ID = "019a0000-0000-7000-8000-000000000001"
 
 

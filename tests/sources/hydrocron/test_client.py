@@ -10,7 +10,7 @@ import io
 import json
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +45,7 @@ from hydroserver_provider.testing.hydrocron import LocalHydrocron
 
 FIXTURES = (Path(__file__).resolve().parents[3] / ".." / "shared" / "fixtures" / "hydrocron").resolve()
 FAST = RetryPolicy(tries=4, backoff=0.01, max_delay=0.05, max_retry_after=2.0)
-UTC = timezone.utc
+UTC = UTC
 REACH = "18180900091"
 REACH_2_0 = "SWOT_L2_HR_RiverSP_2.0"
 

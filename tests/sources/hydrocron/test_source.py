@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,19 +15,19 @@ import pytest
 from hydroserver_provider.definitions import Mapping, parse_data_connection
 from hydroserver_provider.definitions.files import load_definition_file
 from hydroserver_provider.errors import DefinitionError, IngestionFailed
+from hydroserver_provider.hydroserver.client import Credentials, HydroServerClient
+from hydroserver_provider.pipeline import RunOptions, run_ingestion
+from hydroserver_provider.retries import RetryPolicy
 from hydroserver_provider.sources.hydrocron.client import HydrocronClient, HydrocronRequestError
 from hydroserver_provider.sources.hydrocron.source import SWOT_FIRST_DATA, HydrocronSource
-from hydroserver_provider.hydroserver.client import Credentials, HydroServerClient
-from hydroserver_provider.retries import RetryPolicy
-from hydroserver_provider.pipeline import RunOptions, run_ingestion
-from hydroserver_provider.sources.placeholders import RunWindow
 from hydroserver_provider.sources.hydrocron.units import check_units, conversion_factor, find_unit
+from hydroserver_provider.sources.placeholders import RunWindow
 from hydroserver_provider.testing.hydrocron import LocalHydrocron
 
 REPO = Path(__file__).resolve().parents[3]
 FIXTURES = (REPO / ".." / "shared" / "fixtures" / "hydrocron").resolve()
 EXAMPLE = REPO / "dags" / "definitions" / "hydrocron.yaml"
-UTC = timezone.utc
+UTC = UTC
 FAST = RetryPolicy(tries=3, backoff=0.01, max_delay=0.02)
 REACH = "18180900091"
 WSE, SLOPE, WIDTH = (f"0b000000-0000-4000-8000-00000000000{i}" for i in (1, 2, 3))
