@@ -283,7 +283,7 @@ def run_size(size: int, repeat: int, df_python: Path | None) -> dict[str, dict[s
         write_dag_factory(size, work / "dagfactory_configs", work / "dag_factory_dag.py")
         cases["dag-factory"] = (df_python, work / "dag_factory_dag.py", environment(work))
     samples: dict[str, list[dict]] = {name: [] for name in cases}
-    for name, (python, dag_file, env) in cases.items():  # warm-up: file cache, .pyc
+    for python, dag_file, env in cases.values():  # warm-up: file cache, .pyc
         measure(python, dag_file, env, size)
     for _ in range(repeat):
         for name, (python, dag_file, env) in cases.items():
@@ -314,7 +314,7 @@ def main() -> None:
           "ours / dag-factory |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: |")
     for size, r in results.items():
-        def cell(name: str) -> str:
+        def cell(name: str, r: dict[str, dict[str, float]] = r) -> str:
             if name not in r:
                 return "-"
             return f"{r[name]['parse']:.2f} + {r[name]['serialize']:.2f}"

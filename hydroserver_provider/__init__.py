@@ -6,7 +6,10 @@ __version__ = "0.1.0"
 
 
 def get_provider_info() -> dict:
-    """Metadata Airflow's ProvidersManager reads through the ``apache_airflow_provider`` entry point."""
+    """Provider metadata that Airflow's ProvidersManager reads.
+
+    Airflow finds this function through the ``apache_airflow_provider`` entry point.
+    """
     return {
         "package-name": "airflow-provider-hydroserver",
         "name": "HydroServer",
@@ -20,7 +23,10 @@ def get_provider_info() -> dict:
                 "conn-fields": {
                     "api_key": {
                         "label": "API key",
-                        "description": "Workspace API key (sent as X-Api-Key). Leave empty to log in with email and password.",
+                        "description": (
+                            "Workspace API key (sent as X-Api-Key). "
+                            "Leave empty to log in with email and password."
+                        ),
                         "schema": {"type": ["string", "null"], "format": "password"},
                     },
                 },

@@ -16,8 +16,8 @@ class HydroServerProviderError(Exception):
 class DefinitionError(HydroServerProviderError, ValueError):
     """A data connection or task definition is invalid.
 
-    ``location`` names the file and/or definition (``"stations.yaml: task 'Station 42'"``), ``field``
-    the offending key, ``expected`` and ``found`` the two sides of the mismatch.
+    ``location`` names the file and/or definition (``"stations.yaml: task 'Station 42'"``),
+    ``field`` the offending key, ``expected`` and ``found`` the two sides of the mismatch.
     """
 
     def __init__(

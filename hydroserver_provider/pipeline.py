@@ -61,9 +61,10 @@ def oldest_end(metadata: Mapping[str, Mapping[str, Any]], fallback: datetime | N
     that datastream is filled from the beginning too.
     """
     ends = [parse_instant(m.get("phenomenonEndTime")) for m in metadata.values()]
-    if not ends or any(end is None for end in ends):
+    known = [end for end in ends if end is not None]
+    if not ends or len(known) != len(ends):
         return fallback or EPOCH
-    return min(ends) - (lookback or timedelta(0))  # type: ignore[type-var,operator]
+    return min(known) - (lookback or timedelta(0))
 
 
 def mode_reason(connection: DataConnection, window: RunWindow, windowed: bool,

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 import requests
 
@@ -62,6 +63,14 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
+class RequestSender(Protocol):
+    """What :func:`send_with_retries` sends through: a ``requests.Session``, or a wrapper with
+    the same ``request(method, url, **kwargs)`` method (e.g. one that rate-limits)."""
+
+    @property
+    def request(self) -> Callable[..., requests.Response]: ...
+
+
 class RetriesExhausted(requests.RequestException):
     """Every attempt failed with a transient error; ``last`` is the final response or exception."""
 
@@ -71,7 +80,7 @@ class RetriesExhausted(requests.RequestException):
 
 
 def send_with_retries(
-    session: requests.Session,
+    session: RequestSender,
     method: str,
     url: str,
     *,

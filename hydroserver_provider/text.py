@@ -14,7 +14,10 @@ def number(value: Any) -> str:
 
 
 def plural(count: int, word: str, many: str | None = None) -> str:
-    """``plural(1, "datastream")`` -> ``"1 datastream"``; ``plural(2, ...)`` -> ``"2 datastreams"``."""
+    """``plural(1, "datastream")`` -> ``"1 datastream"``, ``plural(2, ...)`` -> ``"2 datastreams"``.
+
+    ``many`` overrides the plural form (default: ``word + "s"``).
+    """
     return f"{number(count)} {word if count == 1 else (many or word + 's')}"
 
 

@@ -43,3 +43,12 @@ def test_every_module_belongs_to_a_side_of_the_map():
     every = {info.name
              for info in pkgutil.iter_modules(hydroserver_provider.__path__)}
     assert every <= set(CORE) | set(AIRFLOW_SIDE), every - set(CORE) - set(AIRFLOW_SIDE)
+
+
+def test_the_architecture_page_names_every_top_level_module():
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "architecture.md").read_text()
+    every = {info.name for info in pkgutil.iter_modules(hydroserver_provider.__path__)}
+    missing = sorted(m for m in every if f"{m}/" not in page and f"{m}.py" not in page)
+    assert not missing, f"docs/architecture.md does not place: {missing}"

@@ -1,4 +1,4 @@
-"""``hydroserver-airflow import``: HydroServer's own data connections and tasks -> a definition file.
+"""``hydroserver-airflow import``: HydroServer's data connections and tasks -> a definition file.
 
 Reads the ETL definitions a HydroServer stores (``/api/data/etl/data-connections`` and
 ``/api/data/etl/tasks``) and writes one YAML file that the DAG factory loads unchanged: what the
@@ -204,7 +204,7 @@ def plan_import(raw_connections: list[dict], raw_tasks: list[dict], *, auth_from
     imported = {c.name for c in loaded.data_connections}
     plan.notes = [text for name, text in notes if name in imported]
     enabled = {t["id"] for t in raw_tasks if _runs_on_server(t.get("schedule"))}
-    plan.scheduled = [(t.id, t.name) for t in loaded.tasks if t.id in enabled]
+    plan.scheduled = [(t.id, t.name) for t in loaded.tasks if t.id is not None and t.id in enabled]
     return plan
 
 

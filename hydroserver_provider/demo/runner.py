@@ -21,6 +21,7 @@ import json
 import os
 import sys
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -66,7 +67,10 @@ def _summaries(dag_id: str, run_id: str) -> dict[str, Any]:
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        rows = session.scalars(XComModel.get_many(run_id=run_id, dag_ids=dag_id)).all()
+        # Airflow annotates get_many() as Select[tuple[XComModel]], SQLAlchemy 2.0's spelling,
+        # which SQLAlchemy 2.1 reads as a select of tuples: the rows are XComModel objects.
+        rows: Sequence[XComModel] = session.scalars(  # type: ignore[assignment]
+            XComModel.get_many(run_id=run_id, dag_ids=dag_id)).all()
         return {row.key: XComModel.deserialize_value(row) for row in rows}
 
 

@@ -200,8 +200,10 @@ class ReplayedSource(DemoSource):
         passes = _REPLAYED.get(series.source_identifier, [])
         if task.data_connection.uses_window:
             return [(t, v) for t, v in passes if any(s <= t < e for s, e in set(done))]
+        payload = task.data_connection.payload
+        assert payload.type == "HYDROCRON", "the replayed source serves the Hydrocron task only"
         start = (task.schedule.start_time or datetime(1970, 1, 1, tzinfo=UTC)) - timedelta(
-            hours=task.data_connection.payload.overlap_hours)
+            hours=payload.overlap_hours)
         return [(t, v) for t, v in passes if t >= start]
 
 
@@ -216,6 +218,7 @@ def _serve_hydrocron(task: Task, hosts: SourceHosts,
     from hydroserver_provider.testing.hydrocron import LocalHydrocron, synthetic_passes
 
     payload = task.data_connection.payload
+    assert payload.type == "HYDROCRON", f"task '{task.name}' is not a Hydrocron task"
     feature_id = payload.feature_id or task.task_variables["feature_id"]
     replay = stack.enter_context(LocalHydrocron())
     hosts.others.append(f"{replay.url} (Hydrocron replay of recorded SWOT answers)")

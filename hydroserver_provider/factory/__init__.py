@@ -1,7 +1,8 @@
 """The DAG factory: one Airflow DAG per HydroServer task definition.
 
-A definition file (YAML or JSON, hydroserverpy vocabulary, see :mod:`hydroserver_provider.definitions`) holds data
-connections and tasks. Every *valid* task becomes a DAG with one task, ``ingest``
+A definition file (YAML or JSON, hydroserverpy vocabulary, see
+:mod:`hydroserver_provider.definitions`) holds data connections and tasks. Every *valid* task
+becomes a DAG with one task, ``ingest``
 (:class:`~hydroserver_provider.operators.ingest.HydroIngestOperator`):
 
 * ``dag_id``: ``hydroserver_<slug of the task name>`` (``[a-z0-9_]``, accents folded), or the

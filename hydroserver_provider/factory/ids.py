@@ -15,7 +15,10 @@ _SLUG_RUN = re.compile(r"[^a-z0-9]+")
 
 
 def slugify(name: str) -> str:
-    """``"Río Grande @ Station 42"`` -> ``"rio_grande_station_42"`` (``[a-z0-9_]``, may be empty)."""
+    """``"Río Grande @ Station 42"`` -> ``"rio_grande_station_42"``.
+
+    The result uses only ``[a-z0-9_]`` and may be empty.
+    """
     folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
     return _SLUG_RUN.sub("_", folded.lower()).strip("_")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from hydroserver_provider.compat import Param
 
 __all__ = ["ISO_DATETIME_PATTERN", "trigger_params"]
@@ -23,7 +25,9 @@ def trigger_params(chunk_rows: int, windowed: bool, manual: bool) -> dict[str, P
         when = "Required: this task has no schedule and its URL needs a window. "
     else:
         when = "Leave empty for the run's own data interval. "
-    window = {"type": ["null", "string"], "format": "date-time", "pattern": ISO_DATETIME_PATTERN}
+    # JSON-schema keywords, passed to Param as keyword arguments
+    window: dict[str, Any] = {"type": ["null", "string"], "format": "date-time",
+                              "pattern": ISO_DATETIME_PATTERN}
     return {
         "window_start": Param(None, title="Window start",
                               description=when + "Start of the period to (re)load, ISO 8601 "

@@ -12,14 +12,15 @@ Connection type ``hydrocron``:
 
 Hydrocron needs no account, so ``hydrocron_default`` may be left undefined: the hook then talks
 to the public endpoint anonymously. The requests themselves live in
-:class:`~hydroserver_provider.sources.hydrocron.client.HydrocronClient`, shared with the Airflow-free core.
+:class:`~hydroserver_provider.sources.hydrocron.client.HydrocronClient`, shared with the
+Airflow-free core.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 from hydroserver_provider.compat import AirflowNotFoundException, BaseHook, mask_secret
 from hydroserver_provider.defaults import HYDROCRON_CONN_ID
@@ -35,14 +36,27 @@ from hydroserver_provider.sources.hydrocron.client import (
     HydrocronResult,
     normalize_base_url,
 )
+from hydroserver_provider.sources.hydrocron.parse import QualityRule
 from hydroserver_provider.sources.ratelimit import shared_limiter
 
 log = logging.getLogger(__name__)
 
 DEFAULT_REQUESTS_PER_SECOND = 5.0
+
+
+class _ProbeQuery(TypedDict):
+    """The keyword arguments of the connection test's :class:`HydrocronQuery`."""
+
+    feature: str
+    feature_id: str
+    fields: tuple[str, ...]
+    quality_filter: tuple[QualityRule, ...]
+    overlap: timedelta
+
+
 # test_connection: one reach, one day, two fields (a pass of reach 18180900091 in version D).
-PROBE_QUERY = dict(feature="Reach", feature_id="18180900091", fields=("wse",), quality_filter=(),
-                   overlap=timedelta(0))
+PROBE_QUERY: _ProbeQuery = dict(feature="Reach", feature_id="18180900091", fields=("wse",),
+                                quality_filter=(), overlap=timedelta(0))
 PROBE_WINDOW = ("2024-01-12T00:00:00Z", "2024-01-13T00:00:00Z")
 
 

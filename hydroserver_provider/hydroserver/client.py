@@ -201,6 +201,17 @@ class HydroServerClient:
     def iter_pages(self, path: str, params: dict[str, Any] | None = None,
                    page_size: int = 1000) -> Iterator[list[dict]]:
         """Yield each page of a list endpoint, following ``X-Total-Pages``."""
+        yield from self._page_bodies(path, params, page_size)
+
+    def _iter_column_pages(self, path: str,
+                           params: dict[str, Any]) -> Iterator[dict[str, list[Any]]]:
+        """Like :meth:`iter_pages` for an observations list read with ``format=column``: each
+        page is a dict of columns (``phenomenonTime``, ``result``), not a list of objects."""
+        yield from self._page_bodies(path, params, MAX_PAGE_SIZE)
+
+    def _page_bodies(self, path: str, params: dict[str, Any] | None,
+                     page_size: int) -> Iterator[Any]:
+        """The decoded JSON body of each page, whatever its shape."""
         page = 1
         while True:
             response = self.request(
@@ -335,9 +346,9 @@ class HydroServerClient:
             params["phenomenon_time_max"] = to_utc_iso(end)
         times: list[datetime] = []
         results: list[float] = []
-        for page in self.iter_pages(f"/api/data/datastreams/{datastream_id}/observations",
-                                    params, page_size=MAX_PAGE_SIZE):
-            times.extend(parse_instant(t) for t in page.get("phenomenonTime", []))
+        for page in self._iter_column_pages(
+                f"/api/data/datastreams/{datastream_id}/observations", params):
+            times.extend(_stored_instant(t) for t in page.get("phenomenonTime", []))
             results.extend(page.get("result", []))
         return times, results
 
@@ -352,8 +363,8 @@ class HydroServerClient:
             params["phenomenon_time_max"] = to_utc_iso(end)
         times: list[str] = []
         results: list[float] = []
-        for page in self.iter_pages(f"/api/data/datastreams/{datastream_id}/observations",
-                                    params, page_size=MAX_PAGE_SIZE):
+        for page in self._iter_column_pages(
+                f"/api/data/datastreams/{datastream_id}/observations", params):
             times.extend(page.get("phenomenonTime", []))
             results.extend(page.get("result", []))
         return _utc_datetime64(times), np.asarray(results, dtype="float64")
@@ -372,8 +383,8 @@ class HydroServerClient:
     def list_tasks(self, workspace_id: str | None = None,
                    data_connection_id: str | None = None) -> list[dict]:
         """Tasks with their mappings and data connection (HydroServer's expanded form)."""
-        params: dict[str, Any] = {k: v for k, v in (("workspace_id", workspace_id),
-                                                    ("data_connection_id", data_connection_id)) if v}
+        filters = (("workspace_id", workspace_id), ("data_connection_id", data_connection_id))
+        params: dict[str, Any] = {k: v for k, v in filters if v}
         return self.list_all("/api/data/etl/tasks", {**params, "expand_related": True})
 
     def get_task(self, task_id: str) -> dict:
@@ -418,6 +429,13 @@ def _as_datetime64(timestamps: np.ndarray | Sequence[datetime | str]) -> np.ndar
         for t in timestamps
     ]
     return np.array(converted, dtype="datetime64[us]")
+
+
+def _stored_instant(value: str) -> datetime:
+    """A stored observation's ``phenomenonTime``: HydroServer always sends one."""
+    instant = parse_instant(value)
+    assert instant is not None, f"observation without a time: {value!r}"
+    return instant
 
 
 def _utc_datetime64(times: Sequence[str]) -> np.ndarray:

@@ -279,6 +279,7 @@ class _Writer:
             if diff.missing == 0 and diff.changed == 0 and extra == 0:
                 self._count(loaded=found, already=already)
                 return
+            mode: BulkMode
             if diff.changed == 0 and extra == 0:  # only rows to add: no delete permission needed
                 rows, mode = (ts[~diff.present], values[~diff.present]), "insert"
             else:

@@ -46,7 +46,10 @@ def add_failure_alert(dag: DAG, task: Task) -> None:
     alert = FailureAlert(task_name=task.name, connection_name=task.data_connection.name,
                          recipients=notification.recipient_emails if notification else ())
     for operator in dag.tasks:
-        operator.on_failure_callback = [*(operator.on_failure_callback or ()), alert]
+        callbacks = operator.on_failure_callback or ()
+        # Airflow keeps callbacks as a list: a single one is wrapped when the task is built
+        assert isinstance(callbacks, Sequence), callbacks
+        operator.on_failure_callback = [*callbacks, alert]
 
 
 def digest_dag_id(connection_name: str) -> str:

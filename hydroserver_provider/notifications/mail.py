@@ -52,7 +52,7 @@ def build_message(*, subject: str, recipients: Sequence[str], text: str, html: s
     message.set_content(text)
     message.add_alternative(html, subtype="html")
     if images:
-        html_part = message.get_payload()[-1]
+        *_, html_part = message.iter_parts()  # the part add_alternative added last
         for content_id, png in images.items():
             html_part.add_related(png, maintype="image", subtype="png", cid=f"<{content_id}>",
                                   disposition="inline", filename=f"{content_id}.png")

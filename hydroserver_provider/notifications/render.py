@@ -37,7 +37,9 @@ def _when(value: Any) -> str:
     if value in (None, ""):
         return "-"
     try:
-        value = parse_instant(value).astimezone(UTC)
+        moment = parse_instant(value)
+        assert moment is not None  # None and "" were handled above
+        value = moment.astimezone(UTC)
     except (ValueError, TypeError):
         return str(value)
     text = value.strftime("%Y-%m-%d %H:%M:%S" if value.second else "%Y-%m-%d %H:%M")
@@ -83,8 +85,8 @@ def _datastream_rows(items: Sequence[dict]) -> list[list[Any]]:
     for item in items:
         name = item.get("name") or item.get("source_identifier") or ""
         rows.append([name, item.get("datastream_id", ""), item.get("status", ""),
-                     number(item.get("loaded")), number(item.get("skipped")), number(dropped_total(item)),
-                     item.get("error") or ""])
+                     number(item.get("loaded")), number(item.get("skipped")),
+                     number(dropped_total(item)), item.get("error") or ""])
     return rows
 
 
@@ -192,8 +194,8 @@ def render_digest(digest: Digest, *, charts: bool = True) -> tuple[str, str, str
             text_rows, html_rows = [], []
             for ds_number, ds in enumerate(task.datastreams):
                 spark = sparkline(ds.loaded_per_run)
-                text_rows.append([ds.label, number(ds.loaded), number(ds.skipped), number(ds.dropped),
-                                  ds.failed_runs, spark])
+                text_rows.append([ds.label, number(ds.loaded), number(ds.skipped),
+                                  number(ds.dropped), ds.failed_runs, spark])
                 chart_html = f'<span style="font-size: 16px">{escape(spark)}</span>'
                 if charts and len(ds.loaded_per_run) > 1:
                     png = png_bar_chart(ds.loaded_per_run, failed=ds.failed_per_run,
@@ -204,8 +206,8 @@ def render_digest(digest: Digest, *, charts: bool = True) -> tuple[str, str, str
                         images[cid] = png
                         chart_html = (f'<img src="cid:{cid}" alt="{escape(spark, quote=True)}" '
                                       f'width="400" height="130">')
-                html_rows.append([ds.label, number(ds.loaded), number(ds.skipped), number(ds.dropped),
-                                  ds.failed_runs, chart_html])
+                html_rows.append([ds.label, number(ds.loaded), number(ds.skipped),
+                                  number(ds.dropped), ds.failed_runs, chart_html])
             text += ["", format_table(headers, text_rows, right=(1, 2, 3, 4), indent="  ")]
             html.append(_html_table(headers, html_rows, right=(1, 2, 3, 4), raw=(5,)))
 

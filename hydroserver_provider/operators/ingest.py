@@ -137,7 +137,9 @@ class HydroIngestOperator(BaseOperator):
         self.window_end = window_end
         self.start_time = start_time
         self.chunk_rows = chunk_rows
-        self.dry_run = dry_run
+        # Shadows BaseOperator.dry_run() (a method nothing in Airflow 3 calls): the attribute
+        # must carry this name, as the templated field the DAG factory renders.
+        self.dry_run = dry_run  # type: ignore[method-assign, assignment]
         self.max_source_bytes = max_source_bytes
         self.hydrocron_conn_id = hydrocron_conn_id
         self.feature_id = feature_id
@@ -185,7 +187,7 @@ class HydroIngestOperator(BaseOperator):
             start, end = interval
         if (start is None) != (end is None):
             raise ValueError(f"a window needs a start and an end; found start={start}, end={end}")
-        explicit = reason is not None and start is not None and start < end
+        explicit = reason is not None and start is not None and end is not None and start < end
         return RunWindow(start=start, end=end, explicit=explicit,
                          reason=reason if explicit else None)
 

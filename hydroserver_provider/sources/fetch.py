@@ -15,7 +15,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 import requests
@@ -24,6 +24,13 @@ import urllib3.exceptions
 from hydroserver_provider.errors import SourceError
 from hydroserver_provider.retries import RetriesExhausted, RetryPolicy, send_with_retries
 from hydroserver_provider.sources import DEFAULT_MAX_BYTES
+
+
+class _Readable(Protocol):
+    """What a body is read from: an HTTP response's raw stream, a file, a buffered stream."""
+
+    def read(self, n: int = ..., /) -> bytes: ...
+
 
 _HTML_START = re.compile(rb"^\s*(<!doctype\s+html|<html|<head|<body)", re.IGNORECASE)
 
@@ -130,7 +137,7 @@ class _SourceReader(io.RawIOBase):
     zlib exception. With ``max_bytes``, reading more than that many bytes fails too.
     """
 
-    def __init__(self, raw: BinaryIO, url: str, max_bytes: int | None = None) -> None:
+    def __init__(self, raw: _Readable, url: str, max_bytes: int | None = None) -> None:
         self._raw = raw
         self._url = url
         self._max = max_bytes
@@ -139,7 +146,7 @@ class _SourceReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer) -> int:  # buffer: the memoryview BufferedReader passes
         if getattr(self._raw, "closed", False):
             return 0
         try:
@@ -158,14 +165,15 @@ class _SourceReader(io.RawIOBase):
         return n
 
 
-def _body_stream(raw: BinaryIO, request: SourceRequest, content_type: str) -> io.BufferedReader:
+def _body_stream(raw: _Readable, request: SourceRequest, content_type: str) -> io.BufferedReader:
     """Buffer, gunzip when the bytes are gzip (``.gz`` files), limit the size, refuse HTML."""
-    buffered = io.BufferedReader(_SourceReader(raw, request.shown_url), 64 * 1024)
+    buffered: io.BufferedReader = io.BufferedReader(_SourceReader(raw, request.shown_url),
+                                                    64 * 1024)
     if buffered.peek(2)[:2] == b"\x1f\x8b":
-        buffered = io.BufferedReader(gzip.GzipFile(fileobj=buffered), 64 * 1024)  # type: ignore[arg-type]
+        buffered = io.BufferedReader(gzip.GzipFile(fileobj=buffered), 64 * 1024)
     # The limit counts the bytes after decompression: a small gzip can hold a runaway body.
-    stream = io.BufferedReader(_SourceReader(buffered, request.shown_url, request.max_bytes),
-                               1024 * 1024)
+    stream: io.BufferedReader = io.BufferedReader(
+        _SourceReader(buffered, request.shown_url, request.max_bytes), 1024 * 1024)
     _refuse_html(stream, request.shown_url, content_type, _hidden_values(request))
     return stream
 

@@ -134,14 +134,18 @@ def select_records(document: Any, expression: str, where: str) -> list:
             f"{where}: jmespath {expression!r} selected {_describe(selected)}, expected a list "
             "of records (objects)"
         )
-    if selected and not any(isinstance(r, dict) for r in selected[:_PROBE]):
-        if not any(isinstance(r, dict) for r in selected):
-            raise ParseError(
-                f"{where}: jmespath {expression!r} selected a list of "
-                f"{type(selected[0]).__name__} values (first: {repr(selected[0])[:60]}), "
-                "expected a list of records (objects) such as "
-                '[{"timestamp": ..., "value": ...}]'
-            )
+    # The cheap probe of the first records comes first; the full scan only runs if it fails.
+    if (
+        selected
+        and not any(isinstance(r, dict) for r in selected[:_PROBE])
+        and not any(isinstance(r, dict) for r in selected)
+    ):
+        raise ParseError(
+            f"{where}: jmespath {expression!r} selected a list of "
+            f"{type(selected[0]).__name__} values (first: {repr(selected[0])[:60]}), "
+            "expected a list of records (objects) such as "
+            '[{"timestamp": ..., "value": ...}]'
+        )
     return selected
 
 
@@ -202,11 +206,14 @@ def parse_json(
     chunk_rows: int = PARSE_CHUNK_ROWS,
 ) -> ParseResult:
     where = f"data connection '{connection.name}'"
+    payload = connection.payload
+    assert payload.type == "JSON", f"{where} is not a JSON connection"
+    expression = payload.jmespath
     parser = TimestampParser.for_connection(connection)
     ts_key = connection.timestamp_key
     builder = SeriesBuilder(identifiers, parser, where=f"field {ts_key!r}")
     document = _load(_read_all(stream), where)
-    records = select_records(document, connection.payload.jmespath, where)
+    records = select_records(document, expression, where)
     del document
     if not records:
         return builder.finish()
@@ -227,12 +234,12 @@ def parse_json(
         fields = _field_names(records)
         builder.mark_missing([name for _, name in missing], lambda name: (
             f"{where}: in the {len(records)} records selected by "
-            f"{connection.payload.jmespath!r}: "
+            f"{expression!r}: "
             + not_found_message("field", [("field", name)], fields)))
         missing = []
     if missing:
         raise ParseError(
-            f"{where}: in the {len(records)} records selected by {connection.payload.jmespath!r}: "
+            f"{where}: in the {len(records)} records selected by {expression!r}: "
             + not_found_message("field", missing, _field_names(records))
         )
 

@@ -57,6 +57,11 @@ DROP_REASONS = (
     "fill_value",
 )
 
+# The classes of JSON booleans and of Python floats (a JSON NaN), as 0-d object arrays:
+# ``np.equal`` compares an object array of value types with them element by element.
+_BOOL_CLASS = np.array(bool, dtype=object)
+_FLOAT_CLASS = np.array(float, dtype=object)
+
 # payload type -> "module:function" (relative to this package) of its reader. Each reader has the
 # signature of ``parse_payload`` and returns a ParseResult.
 _PAYLOAD_READERS: dict[str, str] = {
@@ -202,11 +207,11 @@ def _classify_values(
         if series.dtype == object and n:
             # JSON booleans would read as 1/0: they are not measurements.
             types = np.fromiter(map(type, series.to_numpy()), dtype=object, count=n)
-            is_bool = np.equal(types, bool)
+            is_bool = np.equal(types, _BOOL_CLASS)
             if is_bool.any():
                 values[is_bool] = np.nan
             # A NaN number (JSON's NaN literal) is a value that is not a number, not a gap.
-            is_nan = missing & np.equal(types, float)
+            is_nan = missing & np.equal(types, _FLOAT_CLASS)
             if is_nan.any():
                 missing = missing & ~is_nan
         bad = np.isnan(values) & ~missing

@@ -100,11 +100,14 @@ def resolve_url(
     falling back to the task's start time. A value that cannot be had fails here, before any
     request to the source, naming the placeholder.
     """
+    source_url = connection.source_url
+    # required for CSV and JSON payloads, the only ones with a URL to resolve
+    assert source_url is not None, f"data connection '{connection.name}' has no source_url"
     task_variables = task_variables or {}
     variables = {v.name: v for v in connection.placeholder_variables}
     zone = connection_zone(connection)
     values: dict[str, str] = {}
-    for name in placeholder_names(connection.source_url):
+    for name in placeholder_names(source_url):
         variable = variables.get(name)
         if variable is None:
             raise DefinitionError(
@@ -116,10 +119,9 @@ def resolve_url(
         values[name] = _value(variable, window, task_variables, latest_observation, zone,
                               connection.name)
     secret_values = set(secrets) | {
-        values[name] for name in secret_placeholder_names(connection.source_url) if values[name]
+        values[name] for name in secret_placeholder_names(source_url) if values[name]
     }
-    url = PLACEHOLDER.sub(lambda m: quote(values[m.group(1)], safe="-_.~:"),
-                           connection.source_url)
+    url = PLACEHOLDER.sub(lambda m: quote(values[m.group(1)], safe="-_.~:"), source_url)
     return ResolvedURL(
         url=url,
         redacted_url=redact_url(url, secret_values),

@@ -39,7 +39,9 @@ class RateLimiter:
     ) -> None:
         rate = float(rate)
         if not rate > 0 or rate == float("inf"):
-            raise ValueError(f"rate must be a positive number of requests per second, found {rate!r}")
+            raise ValueError(
+                f"rate must be a positive number of requests per second, found {rate!r}"
+            )
         if int(burst) < 1:
             raise ValueError(f"burst must be at least 1, found {burst!r}")
         self.rate = rate
@@ -54,7 +56,10 @@ class RateLimiter:
         self.waited = 0.0  # total seconds callers were told to wait
 
     def _next_slot(self) -> tuple[float, float]:
-        """(theoretical arrival time, seconds to wait) of the next free slot; call under the lock."""
+        """(theoretical arrival time, seconds to wait) of the next free slot.
+
+        Call it while holding the lock.
+        """
         now = self._clock()
         tat = max(self._tat, now)
         return tat, tat - self._tolerance - now

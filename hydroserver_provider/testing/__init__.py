@@ -1,7 +1,8 @@
 """Test helpers: a local HydroServer stand-in and its pytest fixtures.
 
 ``from hydroserver_provider.testing import LocalHydroServer`` gives a real HTTP server on
-127.0.0.1 that answers like HydroServer 1.11.2 (see :mod:`hydroserver_provider.testing.hydroserver`).
+127.0.0.1 that answers like HydroServer 1.11.2 (see
+:mod:`hydroserver_provider.testing.hydroserver`).
 The pytest fixtures ``local_hydroserver`` and ``local_hydroserver_session`` are registered
 automatically through the ``pytest11`` entry point. From a shell::
 

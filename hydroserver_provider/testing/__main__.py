@@ -1,4 +1,7 @@
-"""``python -m hydroserver_provider.testing serve ...`` - see :mod:`hydroserver_provider.testing.cli`."""
+"""``python -m hydroserver_provider.testing serve ...``.
+
+See :mod:`hydroserver_provider.testing.cli`.
+"""
 
 from hydroserver_provider.testing.cli import main
 

@@ -15,6 +15,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -128,7 +129,7 @@ def serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
     with hs:
-        info = {
+        info: dict[str, Any] = {
             "url": hs.url,
             "api_key": hs.api_key,
             "workspace_id": hs.workspace_id,

@@ -298,7 +298,10 @@ class LocalHydrocron(BackgroundHTTPServer):
     # -- data --------------------------------------------------------------------------------
 
     def load_fixtures(self, directory: str | Path) -> None:
-        """Index the recorded answers under ``directory`` (``ops/<feature>/*`` and the lake pass)."""
+        """Index the recorded answers under ``directory``.
+
+        That is ``ops/<feature>/*`` and the lake pass.
+        """
         directory = Path(directory)
         kinds = {"reach": "Reach", "node": "Node", "priorlake": "PriorLake"}
         paths = sorted(directory.glob("ops/*/*.csv")) + sorted(directory.glob("ops/*/*.geojson"))
@@ -421,6 +424,7 @@ class LocalHydrocron(BackgroundHTTPServer):
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
+        assert isinstance(host, str)  # an IPv4/IPv6 server's address is (host, port, ...)
         return f"http://{host}:{port}/hydrocron/v1"
 
     # -- the service ---------------------------------------------------------------------------
@@ -540,7 +544,7 @@ class LocalHydrocron(BackgroundHTTPServer):
         compact: bool,
     ) -> dict:
         props_fields = [f for f in columns if f != "geometry"]
-        empty_geometry = {
+        empty_geometry: dict[str, Any] = {
             "type": "Point" if feature != "Reach" else "LineString",
             "coordinates": [],
         }
@@ -559,13 +563,13 @@ class LocalHydrocron(BackgroundHTTPServer):
             }
         features = []
         for i, (row, geometry) in enumerate(zip(rows, geometries)):
-            properties = {f: row.get(f, "") for f in props_fields}
-            properties.update({f"{f}_units": unit for f, unit in units.items()})
+            feature_properties = {f: row.get(f, "") for f in props_fields}
+            feature_properties.update({f"{f}_units": unit for f, unit in units.items()})
             features.append(
                 {
                     "id": str(i),
                     "type": "Feature",
-                    "properties": properties,
+                    "properties": feature_properties,
                     "geometry": geometry or empty_geometry,
                 }
             )

@@ -11,12 +11,16 @@ The server module is imported only when a fixture is used, so the plugin costs n
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
+if TYPE_CHECKING:  # imported by the fixtures themselves, only when one is used
+    from hydroserver_provider.testing.hydroserver import LocalHydroServer
+
 
 @pytest.fixture
-def local_hydroserver() -> Iterator[LocalHydroServer]:  # noqa: F821 - imported lazily
+def local_hydroserver() -> Iterator[LocalHydroServer]:
     """A running local HydroServer, stopped after the test."""
     from hydroserver_provider.testing.hydroserver import LocalHydroServer
 
@@ -25,7 +29,7 @@ def local_hydroserver() -> Iterator[LocalHydroServer]:  # noqa: F821 - imported 
 
 
 @pytest.fixture(scope="session")
-def _local_hydroserver_shared() -> Iterator[LocalHydroServer]:  # noqa: F821
+def _local_hydroserver_shared() -> Iterator[LocalHydroServer]:
     from hydroserver_provider.testing.hydroserver import LocalHydroServer
 
     with LocalHydroServer() as hs:
@@ -33,7 +37,7 @@ def _local_hydroserver_shared() -> Iterator[LocalHydroServer]:  # noqa: F821
 
 
 @pytest.fixture
-def local_hydroserver_session(_local_hydroserver_shared) -> LocalHydroServer:  # noqa: F821
+def local_hydroserver_session(_local_hydroserver_shared) -> LocalHydroServer:
     """The session-wide local HydroServer with faults, throttle and counters reset."""
     hs = _local_hydroserver_shared
     hs.faults.clear()

@@ -154,5 +154,5 @@ class _Handler:
         message = BytesParser(policy=policy.default).parsebytes(
             envelope.original_content or envelope.content
         )
-        self.server._deliver(ReceivedEmail(envelope.mail_from, tuple(envelope.rcpt_tos), message))  # type: ignore[arg-type]
+        self.server._deliver(ReceivedEmail(envelope.mail_from, tuple(envelope.rcpt_tos), message))
         return "250 Message accepted for delivery"

@@ -16,12 +16,11 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Union
 from urllib.parse import parse_qs, urlsplit
 
 from hydroserver_provider.testing.background import BackgroundHTTPServer
 
-Body = Union[bytes, str, Iterable[bytes]]
+Body = bytes | str | Iterable[bytes]
 Handler = Callable[[dict[str, str]], Body | tuple[int, Body]]
 
 
@@ -66,6 +65,7 @@ class LocalSourceServer(BackgroundHTTPServer):
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
+        assert isinstance(host, str)  # an IPv4/IPv6 server's address is (host, port, ...)
         return f"http://{host}:{port}"
 
     def add(

@@ -115,14 +115,15 @@ class TimestampParser:
 
     def __init__(self, timestamp_format: str | None = None, zone: tzinfo | None = None) -> None:
         self.iso = is_iso_format(timestamp_format)
-        self.format = None if self.iso else validate_format(str(timestamp_format))
+        fmt = None if self.iso else validate_format(str(timestamp_format))  # None: ISO
+        self.format = fmt
         self.zone = zone
-        self.report = TimestampReport(format_tried=ISO_8601 if self.iso else self.format)
+        self.report = TimestampReport(format_tried=ISO_8601 if fmt is None else fmt)
         self.rows_seen = 0
         self.rows_parsed = 0
         self._localize = _zone_needs_localizing(zone)
-        if not self.iso:
-            self._fmt_has_zone, self._fmt_utc = _fmt_is_aware(self.format)
+        if fmt is not None:
+            self._fmt_has_zone, self._fmt_utc = _fmt_is_aware(fmt)
             # Let pandas reject a format it cannot use (e.g. %G without %V) before any data.
             try:
                 pd.to_datetime(pd.Series([], dtype="str"), format=self.format, errors="coerce")
@@ -249,16 +250,20 @@ class TimestampParser:
         amb_first: list[int] = []  # fold=0: the earlier instant (daylight time)
         amb_second: list[int] = []  # fold=1: the later instant (standard time)
         for pos in special.tolist():
-            w = int(wall[pos])
-            local = _EPOCH + timedelta(microseconds=w)
-            off0 = local.replace(tzinfo=zone, fold=0).utcoffset() // one_us
-            off1 = local.replace(tzinfo=zone, fold=1).utcoffset() // one_us
+            wall_us = int(wall[pos])
+            local = _EPOCH + timedelta(microseconds=wall_us)
+            delta0 = local.replace(tzinfo=zone, fold=0).utcoffset()
+            delta1 = local.replace(tzinfo=zone, fold=1).utcoffset()
+            # only called with a real zone (see _localize_wall), which gives every time an offset
+            assert delta0 is not None and delta1 is not None
+            off0 = delta0 // one_us
+            off1 = delta1 // one_us
             if off0 > off1:  # the clock went back: this wall time happened twice
                 amb_pos.append(pos)
-                amb_first.append(w - off0)
-                amb_second.append(w - off1)
+                amb_first.append(wall_us - off0)
+                amb_second.append(wall_us - off1)
             else:  # the clock jumped forward over this wall time: read it as fold=0
-                utc[pos] = w - off0
+                utc[pos] = wall_us - off0
                 if off0 != off1:
                     self.report.nonexistent += 1
         if not amb_pos:

@@ -411,8 +411,8 @@ DROPPED = {
                              {"time": T[2], "level": True}, {"time": T[3], "level": {"v": 1}}]}),
         "json", {}, [], {"empty": 1, "not_a_number": 3}, {}),
     "JSON NaN, Infinity and 1e400 (as Python writes them)": (
-        '{"data": [{"time": "%s", "level": NaN}, {"time": "%s", "level": Infinity}, '
-        '{"time": "%s", "level": 1e400}, {"time": "%s", "level": 1e300}]}' % tuple(T), "json",
+        f'{{"data": [{{"time": "{T[0]}", "level": NaN}}, {{"time": "{T[1]}", "level": Infinity}}, '
+        f'{{"time": "{T[2]}", "level": 1e400}}, {{"time": "{T[3]}", "level": 1e300}}]}}', "json",
         {}, [(T[3], 1e300)], {"not_a_number": 1, "infinite": 2}, {}),
     "JSON numbers as text": (
         json.dumps({"data": [{"time": T[0], "level": "1.5"}, {"time": T[1], "level": "1e400"},

@@ -108,7 +108,7 @@ def test_local_source_drops_cuts_and_delays(source):
         requests.get(url, timeout=5)
     source.drop_next("/a.csv", after_bytes=100)
     with pytest.raises(requests.RequestException):  # the body ends 100 bytes in
-        requests.get(url, timeout=5).content
+        _ = requests.get(url, timeout=5).content
     source.slow_next("/a.csv", 0.3)
     with pytest.raises(requests.ReadTimeout):
         requests.get(url, timeout=(2, 0.1))

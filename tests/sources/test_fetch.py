@@ -103,8 +103,10 @@ def test_unsupported_scheme():
 
 
 def test_errors_show_the_redacted_url(source):
-    with pytest.raises(SourceError) as info:
-        with open_source(SourceRequest(url=source.url + "/x.csv?token=abc123",
-                                       redacted_url=source.url + "/x.csv?token=***", retry=FAST)):
-            pass
+    with (
+        pytest.raises(SourceError) as info,
+        open_source(SourceRequest(url=source.url + "/x.csv?token=abc123",
+                                  redacted_url=source.url + "/x.csv?token=***", retry=FAST)),
+    ):
+        pass
     assert "abc123" not in str(info.value) and "token=***" in str(info.value)

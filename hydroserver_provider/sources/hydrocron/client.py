@@ -93,8 +93,11 @@ _FORMS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
 
 _NOT_FOUND_RE = re.compile(r"Results with the specified Feature ID\b.*\bwere not found", re.I)
 _ID_LENGTHS = {"Reach": 11, "Node": 14, "PriorLake": 10}
-_ID_FORMATS = {"Reach": "CBBBBBRRRRT, e.g. 18180900091", "Node": "CBBBBBRRRRNNNT, e.g. 45311101670065",
-               "PriorLake": "CBBNNNNNNT, e.g. 7230381002"}
+_ID_FORMATS = {
+    "Reach": "CBBBBBRRRRT, e.g. 18180900091",
+    "Node": "CBBBBBRRRRNNNT, e.g. 45311101670065",
+    "PriorLake": "CBBNNNNNNT, e.g. 7230381002",
+}
 _FEATURE_ALIASES = {"reach": "Reach", "node": "Node", "priorlake": "PriorLake",
                     "prior_lake": "PriorLake", "lake": "PriorLake"}
 _FIELD_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -127,7 +130,7 @@ class HydrocronWindowTooLarge(HydrocronError):
 
 
 class HydrocronInternalError(HydroServerProviderError, RuntimeError):
-    """Hydrocron refused what this client sent (415): a bug in the provider, not in the definition."""
+    """Hydrocron refused what this client sent (415): a provider bug, not a definition error."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -315,7 +318,9 @@ def format_time(moment: datetime, utc_suffix: str = "Z") -> str:
 
 
 def build_query_string(params: Iterable[tuple[str, str]]) -> str:
-    """Percent-encode each value exactly once (``+`` -> ``%2B``, space -> ``%20``; ``,`` ``:`` kept).
+    """Percent-encode each value exactly once.
+
+    ``+`` -> ``%2B``, space -> ``%20``; ``,`` and ``:`` are kept.
 
     The result is final: it goes into the URL as is, so nothing re-encodes ``%``.
     """
@@ -327,7 +332,9 @@ def _floor_second(moment: datetime) -> datetime:
 
 
 def _ceil_second(moment: datetime) -> datetime:
-    return moment if not moment.microsecond else moment.replace(microsecond=0) + timedelta(seconds=1)
+    if not moment.microsecond:
+        return moment
+    return moment.replace(microsecond=0) + timedelta(seconds=1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -451,7 +458,9 @@ class HydrocronClient:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if answer_form not in _FORMS:
-            raise ValueError(f"answer_form must be one of {', '.join(_FORMS)}, found {answer_form!r}")
+            raise ValueError(
+                f"answer_form must be one of {', '.join(_FORMS)}, found {answer_form!r}"
+            )
         if utc_suffix not in ("Z", "+00:00"):
             raise ValueError(f"utc_suffix must be 'Z' or '+00:00', found {utc_suffix!r}")
         if min_window <= timedelta(0):
@@ -529,7 +538,9 @@ class HydrocronClient:
         """The series of ``query`` for the window [start, end], widened by ``query.overlap``."""
         return self.fetch_windows(query, [(start, end)])
 
-    def fetch_windows(self, query: HydrocronQuery, windows: Sequence[tuple[Any, Any]]) -> HydrocronResult:
+    def fetch_windows(
+        self, query: HydrocronQuery, windows: Sequence[tuple[Any, Any]]
+    ) -> HydrocronResult:
         """Several windows, e.g. the runs of a backfill, in one result (overlaps collapse).
 
         Each window is widened by ``query.overlap`` like in :meth:`fetch`.

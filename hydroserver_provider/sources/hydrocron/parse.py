@@ -100,7 +100,9 @@ _OPS: dict[str, Callable[[Any, Any], Any]] = {
     "<=": operator.le, "<": operator.lt, "==": operator.eq, "=": operator.eq,
     "!=": operator.ne, ">=": operator.ge, ">": operator.gt,
 }
-_RULE_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|==|!=|<|>|=)\s*([-+]?\d+(?:\.\d+)?)\s*$")
+_RULE_RE = re.compile(
+    r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|==|!=|<|>|=)\s*([-+]?\d+(?:\.\d+)?)\s*$"
+)
 
 
 @dataclass(frozen=True)
@@ -467,10 +469,10 @@ class HydrocronAssembler:
                 self._note(f"Hydrocron returned no {name!r} column; its passes count as 'empty'")
                 _count(counts, "empty", taken)
                 continue
-            cells = np.asarray(cells_list, dtype=object)
+            cell_array = np.asarray(cells_list, dtype=object)
             values = _numbers(cells_list)
             empty = np.fromiter((not c.strip() for c in cells_list), dtype=bool, count=n)
-            fill = _fill_mask(name, cells, values) & ~empty
+            fill = _fill_mask(name, cell_array, values) & ~empty
             not_number = np.isnan(values) & ~empty & ~fill
             infinite = np.isinf(values)
             _count(counts, "empty", taken & empty)
@@ -521,8 +523,9 @@ def parse_hydrocron(
 ) -> ParseResult:
     """``parse_payload`` reader for an already fetched Hydrocron body (``payload.type`` HYDROCRON).
 
-    Scheduled loads go through :func:`~hydroserver_provider.sources.hydrocron.client.fetch_timeseries`,
-    which also splits windows; this reader serves previews and saved answers.
+    Scheduled loads go through
+    :func:`~hydroserver_provider.sources.hydrocron.client.fetch_timeseries`, which also splits
+    windows; this reader serves previews and saved answers.
     """
     payload = connection.payload
     return parse_answer(

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hydroserver_provider.definitions import DataConnection
+from hydroserver_provider.definitions import DataConnection, HydrocronPayload
 from hydroserver_provider.definitions import Mapping as MappingDef
 from hydroserver_provider.errors import DefinitionError
 from hydroserver_provider.hydroserver.load import DatastreamOutcome
@@ -61,11 +61,18 @@ SWOT_FIRST_DATA = datetime(2022, 12, 1, tzinfo=UTC)
 """Before SWOT's launch (2022-12-16): no Hydrocron series starts earlier."""
 
 
+def _hydrocron_payload(connection: DataConnection) -> HydrocronPayload:
+    """The payload of a connection this module is only ever given for ``HYDROCRON`` payloads."""
+    payload = connection.payload
+    assert isinstance(payload, HydrocronPayload), f"not a Hydrocron payload: {payload.type}"
+    return payload
+
+
 def feature_id_for_run(connection: DataConnection, mappings: Sequence[MappingDef],
                        task_variables: Mapping[str, str] | None,
                        feature_id: str | None = None) -> str:
     """The one feature this run loads (see the module docstring for the order)."""
-    payload = connection.payload
+    payload = _hydrocron_payload(connection)
     named = list(dict.fromkeys(m.feature_id for m in mappings if m.feature_id))
     chosen = (feature_id or payload.feature_id or (task_variables or {}).get("feature_id")
               or (named[0] if len(named) == 1 else None))
@@ -155,7 +162,7 @@ class HydrocronRun:
 
         HydroServer is asked only for datastreams that receive values, in one request.
         """
-        conversions = self.connection.payload.conversions
+        conversions = _hydrocron_payload(self.connection).conversions
         series = self.parsed.series
         todo = [m for m in mappings if m.target_datastream_id in metadata
                 and len(series.get(m.source_identifier, ())) > 0
@@ -248,13 +255,13 @@ def fetch_for_run(
     Raises :class:`~.hydrocron.HydrocronRequestError` (a definition error quoting Hydrocron) for a
     rejected request; "no data" is an empty, successful result.
     """
-    payload = connection.payload
+    payload = _hydrocron_payload(connection)
     chosen = feature_id_for_run(connection, mappings, task_variables, feature_id)
     fields = payload.fields or tuple(dict.fromkeys(m.source_identifier for m in mappings))
     query = HydrocronQuery.from_payload(payload, feature_id=chosen, fields=fields)
     start, end, windowed = _window(connection, window, latest_observation)
     own = client is None
-    run_client = HydrocronClient(DEFAULT_URL) if own else copy.copy(client)
+    run_client = HydrocronClient(DEFAULT_URL) if client is None else copy.copy(client)
     if payload.min_window_hours:
         run_client.min_window = timedelta(hours=payload.min_window_hours)
     if payload.max_window_days:

@@ -201,6 +201,10 @@ def check_units(
         conversion = {"to": conversion}
     if conversion:
         to = conversion.get("to")
+        if to is None:  # definitions require it; only a direct call can get here without
+            return UnitCheck(error=(
+                f"the conversion of {field!r} names no unit to convert to; write "
+                f"conversions: {{{field}: {{to: <unit>}}}}"))
         frm = conversion.get("from") or source
         if frm is None:
             return UnitCheck(error=(

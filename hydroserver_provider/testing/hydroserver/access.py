@@ -55,7 +55,8 @@ def authenticate(ctx: Context, req: Request, allow_anonymous: bool) -> Principal
     if key and len(key) >= 12:
         with ctx.store.read() as db:
             candidates = db.execute(
-                "SELECT workspace_id, role, key_hash FROM api_keys WHERE prefix = ? AND is_active = 1",
+                "SELECT workspace_id, role, key_hash FROM api_keys"
+                " WHERE prefix = ? AND is_active = 1",
                 (key[:12],),
             ).fetchall()
         if candidates:
@@ -77,6 +78,7 @@ def member_workspaces(db: sqlite3.Connection, principal: Principal | None) -> li
     if principal is None:
         return []
     if principal.kind == "apikey":
+        assert principal.workspace_id is not None  # an API key belongs to one workspace
         return [principal.workspace_id]  # every role can view its workspace
     return [
         r["id"]
@@ -87,7 +89,7 @@ def member_workspaces(db: sqlite3.Connection, principal: Principal | None) -> li
 def permissions(
     db: sqlite3.Connection, principal: Principal | None, workspace_id: str, resource: str
 ) -> set[str]:
-    """What a principal may do with ``resource`` objects of a workspace (view/edit/delete/create)."""
+    """What a principal may do with a workspace's ``resource`` objects (view/edit/delete/create)."""
     if principal is None:
         return set()
     if principal.kind == "user":

@@ -1,4 +1,4 @@
-"""Validation of ETL bodies (data connections, tasks, schedules) and HydroServer's schedule rules."""
+"""Validation of ETL bodies (data connections, tasks, schedules); HydroServer's schedule rules."""
 
 from __future__ import annotations
 
@@ -104,14 +104,16 @@ def _validate_schedule_body(body: Any, loc: list, errors: list[dict]) -> dict:
 
 
 def apply_schedule(current: dict | None, changes: dict) -> dict | None:
-    """HydroServer's schedule update rules (crontab XOR interval; clearing both removes the schedule)."""
+    """HydroServer's schedule update rules.
+
+    A schedule has a crontab XOR an interval; clearing both removes the schedule.
+    """
     crontab = changes.get("crontab", ...)
     interval = changes.get("interval", ...)
     if crontab not in (None, ...) and interval not in (None, ...):
         raise HttpError(400, "Only one of crontab or interval can be set on a schedule.")
-    if crontab not in (None, ...):
-        if len(crontab.split()) != 5:
-            raise HttpError(400, f"Invalid crontab schedule {crontab}.")
+    if crontab not in (None, ...) and len(crontab.split()) != 5:
+        raise HttpError(400, f"Invalid crontab schedule {crontab}.")
     if interval not in (None, ...) and "intervalPeriod" not in changes:
         raise HttpError(400, "interval_period is required when setting an interval schedule.")
     has_new = crontab not in (None, ...) or interval not in (None, ...)
@@ -169,6 +171,7 @@ def validate_data_connection(body: Any) -> dict:
     payload = body.get("payload")
     normalised_payload: dict = {}
     if "payload" in body and _check_type(errors, [*loc, "payload"], payload, "dict_type"):
+        assert isinstance(payload, dict)  # what _check_type just checked
         p_loc = [*loc, "payload"]
         kind = payload.get("type")
         if kind not in _PAYLOAD_TYPES:
@@ -201,6 +204,7 @@ def validate_data_connection(body: Any) -> dict:
     if "placeholderVariables" in body and _check_type(
         errors, [*loc, "placeholderVariables"], variables, "list_type"
     ):
+        assert isinstance(variables, list)  # what _check_type just checked
         for i, var in enumerate(variables):
             v_loc = [*loc, "placeholderVariables", i]
             if not _check_type(errors, v_loc, var, "dict_type"):
@@ -218,7 +222,7 @@ def validate_data_connection(body: Any) -> dict:
                 }
             )
     notification = body.get("notification")
-    normalised_notification = None
+    normalised_notification: dict[str, Any] | None = None
     if notification is not None and _check_type(
         errors, [*loc, "notification"], notification, "dict_type"
     ):
@@ -299,7 +303,7 @@ def _normalise_window(window: Any, loc: list, errors: list[dict]) -> dict | None
 
 
 def validate_task_body(body: Any, errors: list[dict], partial: bool) -> dict:
-    """Validate an EtlTaskPostBody (or, with ``partial``, an EtlTaskPatchBody); returns sent keys."""
+    """Validate an EtlTaskPostBody (with ``partial``, an EtlTaskPatchBody); return the sent keys."""
     loc = ["body", "data"]
     out: dict[str, Any] = {}
     if body is None:

@@ -17,7 +17,9 @@ NOT_A_TIME = object()  # a non-string timestamp in the row form: the real server
 def parse_bulk_body(
     body: Any, errors: list[dict]
 ) -> tuple[list[str], list, list, list | None] | None:
-    """Validate a bulk-create body like ``ObservationBulkPostBody | ObservationBulkColumnarPostBody``.
+    """Validate a bulk-create body.
+
+    Like ``ObservationBulkPostBody | ObservationBulkColumnarPostBody``.
 
     Returns ``(fields, times_us, results, qualifier_codes)``; on failure appends pydantic-style
     errors for both union members (as the real server lists them) and returns ``None``.
@@ -64,6 +66,7 @@ def _parse_row_form(body: dict, loc: list, errors: list[dict]):
                 errors.append(type_error([*loc, "data", i], "list_type", row))
     if errors:
         return None
+    assert isinstance(fields, list) and isinstance(data, list)  # no errors: both checked above
     index = {field: i for i, field in enumerate(fields)}
     i_time, i_result, i_codes = (
         index.get("phenomenonTime"),
@@ -166,7 +169,10 @@ def _parse_column_form(body: dict, loc: list, errors: list[dict]):
             {
                 "type": "value_error",
                 "loc": loc,
-                "msg": "Value error, resultQualifierCodes must have the same length as phenomenonTime",
+                "msg": (
+                    "Value error, resultQualifierCodes must have the same length as "
+                    "phenomenonTime"
+                ),
                 "input": None,
                 "ctx": {
                     "error": "resultQualifierCodes must have the same length as phenomenonTime"

@@ -9,7 +9,7 @@ from hydroserver_provider.testing.hydroserver.store import Store
 
 @dataclass(frozen=True)
 class Context:
-    """Read once per request from the server, so changing ``hs.row_cost`` applies to the next one."""
+    """Read from the server once per request: changing ``hs.row_cost`` applies to the next one."""
 
     store: Store
     api_key_cost: float = 0.0

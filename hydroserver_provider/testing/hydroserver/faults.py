@@ -150,14 +150,14 @@ class Faults:
                 chosen is None
                 and plan is not None
                 and (plan["path_contains"] is None or plan["path_contains"] in raw_path)
+                and plan["rng"].random() < plan["rate"]
             ):
-                if plan["rng"].random() < plan["rate"]:
-                    kind = plan["rng"].choice(plan["kinds"])
-                    chosen = (
-                        {"kind": kind, "seconds": plan["seconds"]}
-                        if isinstance(kind, str)
-                        else {"kind": "fail", "status": kind, "retry_after": plan["retry_after"]}
-                    )
+                kind = plan["rng"].choice(plan["kinds"])
+                chosen = (
+                    {"kind": kind, "seconds": plan["seconds"]}
+                    if isinstance(kind, str)
+                    else {"kind": "fail", "status": kind, "retry_after": plan["retry_after"]}
+                )
             if chosen is not None:
                 self.injected[
                     str(chosen["status"]) if chosen["kind"] == "fail" else chosen["kind"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 from urllib.parse import parse_qs, urlsplit
 
 from hydroserver_provider.testing.hydroserver.responses import HttpError
@@ -69,6 +69,16 @@ class Params:
             )
             return raw
         return value
+
+    @overload
+    def integer(
+        self, name: str, default: int, ge: int | None = None, le: int | None = None
+    ) -> int: ...
+
+    @overload
+    def integer(
+        self, name: str, default: None, ge: int | None = None, le: int | None = None
+    ) -> int | None: ...
 
     def integer(
         self, name: str, default: int | None, ge: int | None = None, le: int | None = None

@@ -89,7 +89,10 @@ def h_session_create(ctx: Context, req: Request) -> Response:
                 {
                     "type": "value_error",
                     "loc": ["body", "data", "email"],
-                    "msg": "value is not a valid email address: An email address must have an @-sign.",
+                    "msg": (
+                        "value is not a valid email address: "
+                        "An email address must have an @-sign."
+                    ),
                     "input": email,
                 }
             )
@@ -107,7 +110,10 @@ def h_session_create(ctx: Context, req: Request) -> Response:
                     "status": 400,
                     "errors": [
                         {
-                            "message": "The email address and/or password you specified are not correct.",
+                            "message": (
+                                "The email address and/or password you specified "
+                                "are not correct."
+                            ),
                             "code": "email_password_mismatch",
                             "param": "password",
                         }

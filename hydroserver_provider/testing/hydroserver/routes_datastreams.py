@@ -82,9 +82,9 @@ def h_datastreams(ctx: Context, req: Request) -> Response:
         ("status", "d.status"),
         ("result_type", "d.result_type"),
     ):
-        values = params.strings(name)
-        if values:
-            clause, clause_args = _in_or_null(column, values)
+        choices = params.strings(name)
+        if choices:
+            clause, clause_args = _in_or_null(column, choices)
             where.append(clause)
             args.extend(clause_args)
     tags = params.strings("tag") or []
@@ -115,9 +115,9 @@ def h_datastreams(ctx: Context, req: Request) -> Response:
     for tag in tags:
         if tag is None or ":" not in tag:
             raise HttpError(400, f"Invalid tag format: '{tag}'. Must be 'key:value'.")
-        key, value = tag.split(":", 1)
+        key, tag_value = tag.split(":", 1)
         where.append("EXISTS (SELECT 1 FROM json_each(d.tags) j WHERE j.key = ? AND j.value = ?)")
-        args.extend([key, value])
+        args.extend([key, tag_value])
     check_order_repeats(order_by)
     order = ", ".join(
         _order_sql(_DATASTREAM_ORDER_COLUMNS[f.lstrip("-")], f.startswith("-")) for f in order_by
@@ -136,7 +136,8 @@ def h_datastreams(ctx: Context, req: Request) -> Response:
         all_args = [*members, *args]
         count = db.execute(f"SELECT COUNT(*) {base}", all_args).fetchone()[0]
         rows = db.execute(
-            "SELECT d.*, w.is_private AS ws_private, th.is_private AS thing_private, w.name AS ws_name "
+            "SELECT d.*, w.is_private AS ws_private, th.is_private AS thing_private,"
+            " w.name AS ws_name "
             f"{base} ORDER BY {order} LIMIT ? OFFSET ?",
             [*all_args, page_size, (page - 1) * page_size],
         ).fetchall()

@@ -218,12 +218,13 @@ def h_tasks(ctx: Context, req: Request) -> Response:
         if dc_ids is not None:
             rows = [r for r in rows if r["data_connection_id"] in dc_ids]
         if thing_ids is not None:
+            thing_marks = ", ".join("?" * len(thing_ids)) or "NULL"
             rows = [
                 r
                 for r in rows
                 if db.execute(
                     "SELECT 1 FROM etl_mappings m JOIN datastreams d ON d.id = m.datastream_id "
-                    f"WHERE m.task_id = ? AND d.thing_id IN ({', '.join('?' * len(thing_ids)) or 'NULL'})",
+                    f"WHERE m.task_id = ? AND d.thing_id IN ({thing_marks})",
                     (r["id"], *thing_ids),
                 ).fetchone()
             ]
@@ -347,6 +348,7 @@ def _apply_mappings(
     ).fetchone()[0]
     for m in mappings:
         target = m["targetDatastreamId"]
+        ds: sqlite3.Row | None
         if principal is not None:
             ds = datastream_for_action(db, principal, target, "edit")
         else:
@@ -365,10 +367,12 @@ def _apply_mappings(
         m["targetDatastreamId"] for m in mappings if m["targetDatastreamId"] not in existing
     ]
     if new_targets:
+        target_marks = ", ".join("?" * len(new_targets))
         conflicts = [
             r[0]
             for r in db.execute(
-                f"SELECT datastream_id FROM etl_mappings WHERE datastream_id IN ({', '.join('?' * len(new_targets))})",
+                "SELECT datastream_id FROM etl_mappings"
+                f" WHERE datastream_id IN ({target_marks})",
                 new_targets,
             )
         ]
@@ -388,6 +392,7 @@ def _apply_mappings(
         key = (m["sourceIdentifier"], m["targetDatastreamId"])
         if key not in current:
             current[key] = db.execute(
-                "INSERT INTO etl_mappings (task_id, source_identifier, datastream_id) VALUES (?, ?, ?)",
+                "INSERT INTO etl_mappings (task_id, source_identifier, datastream_id)"
+                " VALUES (?, ?, ?)",
                 (task_id, *key),
             ).lastrowid

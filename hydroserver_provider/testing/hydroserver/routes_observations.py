@@ -164,7 +164,8 @@ def h_bulk_create(ctx: Context, req: Request) -> Response:
             if max(times) >= ds["begin_us"]:
                 raise HttpError(
                     400,
-                    "All observations must occur before the datastream's begin time for backfill mode",
+                    "All observations must occur before the datastream's begin time "
+                    "for backfill mode",
                 )
         elif mode == "replace":
             if not times:
@@ -199,7 +200,7 @@ def h_bulk_delete(ctx: Context, req: Request) -> Response:
     elif not isinstance(body, dict):
         params.errors.append(type_error(["body", "data"], "model_type", body))
     else:
-        bounds = []
+        bounds: list[int | None] = []
         for name in ("phenomenonTimeStart", "phenomenonTimeEnd"):
             value = body.get(
                 name, body.get("phenomenon_time_" + name[len("phenomenonTime") :].lower())

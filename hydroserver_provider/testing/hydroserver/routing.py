@@ -34,7 +34,8 @@ _DATASTREAM = "/api/data/datastreams/{datastream_id}"
 _CONNECTIONS = "/api/data/etl/data-connections"
 _TASKS = "/api/data/etl/tasks"
 
-# auth: "anonymous" = key/session optional (public GETs), "required" = 401 without, "none" = not checked
+# auth: "anonymous" = key/session optional (public GETs), "required" = 401 without,
+# "none" = not checked
 ROUTES = [
     _entry("POST", _SESSION, routes_auth.h_session_create, "none"),
     _entry("GET", _SESSION, routes_auth.h_session_get, "none"),

@@ -1,4 +1,4 @@
-"""The :class:`LocalHydroServer` itself: lifecycle, seeding helpers, counters and the request pipeline.
+"""The :class:`LocalHydroServer` itself: lifecycle, seeding, counters and the request pipeline.
 
 The endpoints live in the ``routes_*`` modules, the database in :mod:`.store`.
 """
@@ -63,7 +63,10 @@ _UUID_RE = re.compile(
 
 
 def _normalise_path(path: str) -> str:
-    """The path with ids replaced by ``{id}``: the key of :attr:`LocalHydroServer.request_counts`."""
+    """The path with ids replaced by ``{id}``.
+
+    This is the key of :attr:`LocalHydroServer.request_counts`.
+    """
     return "/".join("{id}" if _UUID_RE.fullmatch(seg) else seg for seg in path.split("/"))
 
 
@@ -233,7 +236,10 @@ class LocalHydroServer:
 
     @property
     def request_counts(self) -> collections.Counter:
-        """Requests per endpoint, keyed like ``"POST /api/data/datastreams/{id}/observations/bulk-create"``."""
+        """Requests per endpoint.
+
+        Keyed like ``"POST /api/data/datastreams/{id}/observations/bulk-create"``.
+        """
         with self._stats_lock:
             return collections.Counter(self._counts)
 
@@ -256,7 +262,7 @@ class LocalHydroServer:
 
     @property
     def requests_log(self) -> list[tuple[str, str, int | None]]:
-        """Every request as ``(method, raw path with query, status)``; status is ``None`` if dropped."""
+        """Every request as ``(method, raw path with query, status)``; status ``None``: dropped."""
         with self._stats_lock:
             return list(self._log)
 
@@ -298,6 +304,7 @@ class LocalHydroServer:
         """Add a workspace (with one site) owned by ``owner_email`` (default :attr:`email`)."""
         with self._tx() as db:
             if owner_email is None:
+                assert self._user_id is not None  # seeded by start(), like the workspace
                 owner_id = self._user_id
             else:
                 row = db.execute("SELECT id FROM users WHERE email = ?", (owner_email,)).fetchone()
@@ -313,7 +320,10 @@ class LocalHydroServer:
         name: str | None = None,
         key: str | None = None,
     ) -> str:
-        """Add an API key with ``role`` (Editor, Viewer or Data Loader) to a workspace; returns the key."""
+        """Add an API key with ``role`` (Editor, Viewer or Data Loader) to a workspace.
+
+        Returns the key.
+        """
         if role not in ROLES:
             raise ValueError(f"Unknown role {role!r}; choose one of {sorted(ROLES)}")
         workspace_id = self._workspace_or_default(workspace_id)
@@ -371,7 +381,8 @@ class LocalHydroServer:
                 unit id, or a dict ``{"symbol", "name", "definition", "type"}``.
             no_data_value: the value NaN results are stored as.
             is_private: private datastreams are only seen by members of the workspace.
-            observations: optional ``(timestamp, value)`` rows to seed (see :meth:`add_observations`).
+            observations: optional ``(timestamp, value)`` rows to seed
+                (see :meth:`add_observations`).
             thing_id: the site (default: the workspace's first site).
             description, tags: free text and ``{key: value}`` tags.
             datastream_id: a fixed id (a UUID) instead of a new one, so definition files that
@@ -485,7 +496,7 @@ class LocalHydroServer:
             return task_detail(db, row) if expand_related else task_summary(db, row)
 
     def login(self, email: str | None = None, password: str | None = None) -> str:
-        """Create a session directly (no HTTP) and return its token, for ``Authorization: Bearer``."""
+        """Create a session directly (no HTTP); return its token for ``Authorization: Bearer``."""
         with self._tx() as db:
             user = check_credentials(db, email or self._email, password or self._password)
             if user is None:

@@ -24,12 +24,14 @@ CREATE TABLE IF NOT EXISTS users (
     id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE COLLATE NOCASE, password TEXT NOT NULL,
     first_name TEXT NOT NULL, last_name TEXT NOT NULL, is_active INTEGER NOT NULL DEFAULT 1);
 CREATE TABLE IF NOT EXISTS workspaces (
-    id TEXT PRIMARY KEY, name TEXT NOT NULL, is_private INTEGER NOT NULL, owner_id INTEGER NOT NULL);
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, is_private INTEGER NOT NULL,
+    owner_id INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, role TEXT NOT NULL, name TEXT NOT NULL,
     prefix TEXT NOT NULL, key_hash TEXT NOT NULL UNIQUE, is_active INTEGER NOT NULL DEFAULT 1);
 CREATE INDEX IF NOT EXISTS api_keys_prefix ON api_keys (prefix);
-CREATE TABLE IF NOT EXISTS sessions (token TEXT PRIMARY KEY, user_id INTEGER NOT NULL, created REAL);
+CREATE TABLE IF NOT EXISTS sessions (
+    token TEXT PRIMARY KEY, user_id INTEGER NOT NULL, created REAL);
 CREATE TABLE IF NOT EXISTS things (
     id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, name TEXT NOT NULL, description TEXT NOT NULL,
     is_private INTEGER NOT NULL, sampling_feature_code TEXT NOT NULL, site_type TEXT NOT NULL,
@@ -190,7 +192,8 @@ def insert_api_key(
     if db.execute("SELECT 1 FROM api_keys WHERE key_hash = ?", (hash_key(key),)).fetchone():
         raise ValueError("That API key already exists")
     db.execute(
-        "INSERT INTO api_keys (id, workspace_id, role, name, prefix, key_hash) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO api_keys (id, workspace_id, role, name, prefix, key_hash)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
         (uuid7(), workspace_id, role, name, key[:12], hash_key(key)),
     )
     return key
@@ -331,6 +334,7 @@ def seed_defaults(
             "INSERT INTO users (email, password, first_name, last_name) VALUES (?, ?, ?, ?)",
             (email, password, "Local", "Hydrologist"),
         ).lastrowid
+        assert user_id is not None  # set by the INSERT
     else:
         user_id = user["id"]
         db.execute("UPDATE users SET password = ? WHERE id = ?", (password, user_id))

@@ -1,4 +1,4 @@
-"""The HTTP plumbing: a threading server that hands each request to the app and writes its answer."""
+"""The HTTP plumbing: a threading server that passes each request to the app, writes its answer."""
 
 from __future__ import annotations
 
@@ -86,12 +86,12 @@ class ThreadingServer(http.server.ThreadingHTTPServer):
         self._open_lock = threading.Lock()
         super().__init__(address, Handler)
 
-    def process_request(self, request, client_address):  # type: ignore[override]
+    def process_request(self, request, client_address):
         with self._open_lock:
             self._open.add(request)
         super().process_request(request, client_address)
 
-    def shutdown_request(self, request):  # type: ignore[override]
+    def shutdown_request(self, request):
         with self._open_lock:
             self._open.discard(request)
         super().shutdown_request(request)

@@ -20,7 +20,7 @@ _US = timedelta(microseconds=1)
 
 
 class _UUID7:
-    """Time-ordered UUIDs (version 7, monotonic within the process) like HydroServer's ``uuid6.uuid7``."""
+    """Time-ordered UUIDs like HydroServer's ``uuid6.uuid7`` (version 7, monotonic per process)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -93,7 +93,7 @@ def from_us(us: int) -> datetime:
 
 
 def iso(us: int | None) -> str | None:
-    """Render like the real server (orjson of an aware UTC datetime): ``2024-01-01T00:00:00+00:00``."""
+    """Render like the real server (orjson, aware UTC): ``2024-01-01T00:00:00+00:00``."""
     if us is None:
         return None
     return (_EPOCH + timedelta(microseconds=us)).isoformat()

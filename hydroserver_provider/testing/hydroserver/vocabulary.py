@@ -1,4 +1,7 @@
-"""The vocabulary objects every datastream points at (HydroServer ships system-wide defaults like these)."""
+"""The vocabulary objects every datastream points at.
+
+HydroServer ships system-wide defaults like these.
+"""
 
 from __future__ import annotations
 

@@ -335,9 +335,11 @@ def test_504_splits_long_windows(hydrocron):
 
 def test_413_at_the_minimum_window_fails_clearly(hydrocron):
     hydrocron.max_rows = 0
-    with HydrocronClient(hydrocron.url, retry=FAST, min_window=timedelta(days=4)) as c:
-        with pytest.raises(HydrocronWindowTooLarge) as info:
-            c.fetch(reach_query(overlap=timedelta(0)), datetime(2024, 2, 1), datetime(2024, 2, 17))
+    with (
+        HydrocronClient(hydrocron.url, retry=FAST, min_window=timedelta(days=4)) as c,
+        pytest.raises(HydrocronWindowTooLarge) as info,
+    ):
+        c.fetch(reach_query(overlap=timedelta(0)), datetime(2024, 2, 1), datetime(2024, 2, 17))
     message = str(info.value)
     assert "413" in message and "min_window=4 days" in message and "2024-02-01T00:00:00Z" in message
     windows = windows_of(hydrocron)
@@ -348,9 +350,11 @@ def test_413_at_the_minimum_window_fails_clearly(hydrocron):
 def test_504_at_the_minimum_window_is_retried_then_fails(hydrocron):
     hydrocron.max_window = timedelta(hours=1)
     policy = RetryPolicy(tries=2, backoff=0.01, max_delay=0.02)
-    with HydrocronClient(hydrocron.url, retry=policy, min_window=timedelta(hours=12)) as c:
-        with pytest.raises(HydrocronWindowTooLarge, match="504"):
-            c.fetch(reach_query(overlap=timedelta(0)), datetime(2024, 2, 1), datetime(2024, 2, 2))
+    with (
+        HydrocronClient(hydrocron.url, retry=policy, min_window=timedelta(hours=12)) as c,
+        pytest.raises(HydrocronWindowTooLarge, match="504"),
+    ):
+        c.fetch(reach_query(overlap=timedelta(0)), datetime(2024, 2, 1), datetime(2024, 2, 2))
     # 24 h -> split into 12 h (no retry while splittable); the first 12 h half is tried twice
     assert [r.status for r in hydrocron.requests] == [504, 504, 504]
     assert windows_of(hydrocron)[1:] == [("2024-02-01T00:00:00Z", "2024-02-01T12:00:00Z")] * 2
@@ -398,11 +402,13 @@ def test_415_is_reported_as_our_bug(hydrocron):
 
 
 def test_unreachable_service_is_a_source_error():
-    with socket_closed_port() as port:
-        with pytest.raises(HydrocronError, match="could not be reached"):
-            fetch_timeseries(reach_query(), datetime(2024, 2, 1), datetime(2024, 3, 1),
-                             base_url=f"http://127.0.0.1:{port}/hydrocron/v1",
-                             retry=RetryPolicy(tries=1))
+    with (
+        socket_closed_port() as port,
+        pytest.raises(HydrocronError, match="could not be reached"),
+    ):
+        fetch_timeseries(reach_query(), datetime(2024, 2, 1), datetime(2024, 3, 1),
+                         base_url=f"http://127.0.0.1:{port}/hydrocron/v1",
+                         retry=RetryPolicy(tries=1))
 
 
 class socket_closed_port:

@@ -127,8 +127,10 @@ def maps(**targets) -> list[Mapping]:
     return [Mapping(source_identifier=f, target_datastream_id=d) for f, d in targets.items()]
 
 
-def run(client, hydrocron, conn, mappings, *, window=RunWindow(), form="csv", feature_id=None,
+def run(client, hydrocron, conn, mappings, *, window=None, form="csv", feature_id=None,
         **kwargs):
+    if window is None:
+        window = RunWindow()
     with hydrocron_client(hydrocron, form) as hc:
         return run_ingestion(client, conn, mappings, window=window,
                              source=HydrocronSource(hc, feature_id=feature_id), **kwargs)
