@@ -15,3 +15,12 @@ pytest_plugins = ["hydroserver_provider.testing.pytest_plugin"]
 
 # Session fixture ``airflow_history``: an Airflow API server with a seeded run history.
 from airflow_history import airflow_history  # noqa: E402,F401
+
+
+def pytest_collection_modifyitems(items):
+    """Tests reading the seeded run history start an Airflow API server: slow."""
+    import pytest
+
+    for item in items:
+        if "airflow_history" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -47,6 +47,7 @@ def _wait_for_port(port: int, seconds: float) -> None:
         time.sleep(1)
 
 
+@pytest.mark.slow  # starts Airflow
 @pytest.mark.timeout(300)
 def test_demo_loads_the_example_dags_and_the_reruns_add_nothing(tmp_path, monkeypatch, capsys):
     results: list[demo.DemoResult] = []

@@ -123,6 +123,7 @@ def test_definitions_dir_env_var(dag_folder, tmp_path, monkeypatch):
     assert bag.import_errors == {}
 
 
+@pytest.mark.slow  # starts Airflow
 def test_dag_processor_keeps_scheduling_the_good_dags(dag_folder, tmp_path):
     """The real dag-processor, against SQLite: the good DAGs are active and have next runs; the
     broken definition is one import error on the DAG-less check file."""

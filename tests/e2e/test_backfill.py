@@ -39,7 +39,7 @@ from hydroserver_provider.testing import stations
 from hydroserver_provider.testing.airflow import LocalAirflow
 from hydroserver_provider.testing.sources import LocalSourceServer
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 UTC = UTC
 REPO = Path(__file__).resolve().parents[2]

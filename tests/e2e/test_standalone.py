@@ -35,7 +35,7 @@ from hydroserver_provider.testing.airflow import LocalAirflow
 from hydroserver_provider.testing.smtp import LocalSmtpServer
 from hydroserver_provider.testing.sources import LocalSourceServer
 
-pytestmark = pytest.mark.timeout(420)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
 UTC = UTC
 REPO = Path(__file__).resolve().parents[2]

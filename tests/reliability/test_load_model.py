@@ -465,6 +465,7 @@ def _seeds() -> list[int]:
     return list(range(1, SCHEDULES + 1))
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(1800)  # 400 schedules take 1-2 minutes on 2 idle cores; a loaded CI more
 def test_generated_schedules_keep_the_store_equal_to_the_model(servers, tally):
     hs, src = servers

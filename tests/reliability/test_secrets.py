@@ -201,6 +201,7 @@ def _station_routes(source, seen: dict) -> None:
     source.add("/level.csv", level)
 
 
+@pytest.mark.slow  # starts Airflow
 @pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"Hydrocron fixtures not found at {FIXTURES}")
 def test_a_real_airflow_run_leaks_no_secret(tmp_path, source, tally):
     from hydroserver_provider.testing.hydrocron import LocalHydrocron
