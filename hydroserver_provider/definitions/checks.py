@@ -12,7 +12,7 @@ import functools
 import re
 from typing import Any
 
-from .error_values import suggest
+from .base import invalid, suggest
 
 __all__ = [
     "HYDROCRON_ID_DIGITS",
@@ -24,6 +24,7 @@ __all__ = [
     "hydrocron_field_problem",
     "hydrocron_id_problem",
     "jmespath_problem",
+    "check_timestamp_format",
     "normalise_offset",
     "placeholder_names",
     "safe_url",
@@ -213,3 +214,18 @@ def hydrocron_id_problem(feature_id: str, feature: str) -> tuple[str, str] | Non
     if not (feature_id.isascii() and feature_id.isdigit()) or len(feature_id) != digits:
         return (f"not a Hydrocron {feature} id", HYDROCRON_ID_EXAMPLES[feature])
     return None
+
+
+def check_timestamp_format(value: str | None, *, for_url: bool = False) -> str | None:
+    """Normalise ``ISO8601`` (any case) to None and check a strftime format."""
+    if value is None:
+        return None
+    if value.strip().replace("-", "").replace(" ", "").lower() in ("", "iso", "iso8601"):
+        return None  # ISO 8601 (same spellings as timestamps.is_iso_format)
+    problem = strftime_problem(value, needs_date=not for_url)
+    if problem:
+        raise invalid(f"the timestamp format {problem}",
+                      "a strftime format, e.g. '%Y-%m-%dT%H:%M:%S'" if for_url else
+                      "a strftime format with a date, e.g. '%Y-%m-%dT%H:%M:%S', or ISO8601",
+                      value)
+    return value

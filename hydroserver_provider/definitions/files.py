@@ -8,9 +8,9 @@ tasks: [{name: Station 42, data_connection: Station API, mappings: [...], airflo
 
 ``load_definitions(folder)`` reads every ``*.yaml`` / ``*.yml`` / ``*.json`` below a folder. One
 broken file never hides the others, and one broken task never hides the good tasks of its file:
-each ``DefinitionFile`` carries the tasks that loaded and the errors of the rest. Across the
-folder, two tasks with the same name (or HydroServer id) or two tasks writing the same datastream
-are refused together, each error naming the other task.
+each ``DefinitionFile`` carries the tasks that loaded and the errors of the rest, each problem
+once. Across the folder, two tasks with the same name (or HydroServer id) or two tasks writing the
+same datastream are refused together, each error naming the other task.
 
 This module imports no Airflow, no pandas and no requests: the DAG file calls it on every parse.
 """
@@ -19,64 +19,33 @@ from __future__ import annotations
 
 import json
 import os
-from collections import defaultdict
-from collections.abc import Iterable
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
 from collections.abc import Mapping as AbcMapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import yaml
+from pydantic import AliasChoices, AliasPath, ValidationError
+from pydantic_core import PydanticUndefined
 
-from .airflow_settings import AIRFLOW_SETTINGS, check_airflow_settings
-from .builders import ConnectionLookup, build_data_connection, build_task
-from .keys import (
-    AUTH_KEYS,
-    CONNECTION_KEYS,
-    CONNECTION_READ_ONLY,
-    FLAT_SCHEDULE_KEYS,
-    MAPPING_KEYS,
-    MAPPING_READ_ONLY,
-    NOTIFICATION_KEYS,
-    PAYLOAD_FIELDS,
-    PAYLOAD_KEYS,
-    PLACEHOLDER_KEYS,
-    SCHEDULE_KEYS,
-    SCHEDULE_READ_ONLY,
-    SECRET_KEYS,
-    TASK_KEYS,
-    TASK_READ_ONLY,
-)
-from .models import DataConnection, Task, TimezoneType
-from .parts import IntervalPeriod, Schedule, VariableType
-from .durations import DURATION_EXPECTED
-from .error_values import describe_found, suggest
-from .payloads import DELIMITERS, PAYLOAD_MODELS, PAYLOAD_TYPES
-from .vocabulary import connection_location, task_location
-from hydroserver_provider.errors import DefinitionError, DefinitionErrors
+from ..errors import DefinitionError, DefinitionErrors
+from .airflow import AirflowSettings
+from .base import NOTHING, DefinitionModel, describe_found, suggest
+from .errors import definition_errors
+from .models import REFERENCE_KEYS, DataConnection, Task
+from .parts import Mapping
 
 __all__ = [
-    "DEFINITION_SUFFIXES",
-    "SCHEMA_PATH",
-    "DefinitionFile",
-    "definition_json_schema",
-    "definition_paths",
-    "load_definition_file",
-    "load_definition_paths",
-    "load_definitions",
-    "parse_definitions",
-    "write_definition_json_schema",
+    "DEFINITION_SUFFIXES", "DefinitionFile", "connection_location", "definition_paths",
+    "load_definition_file", "load_definition_paths", "load_definitions", "load_one_task",
+    "parse_data_connection", "parse_definitions", "parse_task", "task_location",
 ]
 
 DEFINITION_SUFFIXES = (".yaml", ".yml", ".json")
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "definition.schema.json"
-FILE_KEYS = {
-    "$schema": "$schema",
-    "defaults": "defaults",
-    "data_connections": "data_connections",
-    "dataConnections": "data_connections",
-    "tasks": "tasks",
-}
+FILE_KEYS = {"$schema": "$schema", "defaults": "defaults", "data_connections": "data_connections",
+             "dataConnections": "data_connections", "tasks": "tasks"}
 
 
 @dataclass(frozen=True)
@@ -84,14 +53,14 @@ class DefinitionFile:
     """One definition file: what loaded, and what did not.
 
     ``tasks`` are resolved (``Task.data_connection`` is the model, ``Task.airflow`` the file's
-    defaults merged with the task's own ``airflow:`` block). ``errors`` holds every problem of the
+    defaults under the task's own ``airflow:`` block). ``errors`` holds every problem of the
     file: file-level ones and those of the data connections and tasks that did not load.
     """
 
     source: str
     tasks: tuple[Task, ...] = ()
     data_connections: tuple[DataConnection, ...] = ()
-    defaults: dict = field(default_factory=dict)
+    defaults: AirflowSettings = AirflowSettings()
     errors: tuple[DefinitionError, ...] = ()
 
     @property
@@ -160,8 +129,8 @@ def _read(text: str, source: str, suffix: str) -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{source}, line {mark.line + 1}, column {mark.column + 1}" if mark else source
-        problem = exc.problem or exc.context or "syntax error"
-        raise DefinitionError(f"not valid YAML: {problem}", location=where) from None
+        raise DefinitionError(f"not valid YAML: {exc.problem or exc.context or 'syntax error'}",
+                              location=where) from None
     except yaml.YAMLError as exc:
         raise DefinitionError(f"not valid YAML: {exc}", location=source) from None
 
@@ -187,14 +156,208 @@ def definition_paths(folder: str | os.PathLike) -> list[Path]:
     found: list[Path] = []
     for directory, subdirs, files in os.walk(root):
         subdirs[:] = sorted(d for d in subdirs if not d.startswith((".", "__")))
-        for name in sorted(files):
-            if not name.startswith(".") and name.lower().endswith(DEFINITION_SUFFIXES):
-                found.append(Path(directory) / name)
+        found += [Path(directory) / name for name in sorted(files)
+                  if not name.startswith(".") and name.lower().endswith(DEFINITION_SUFFIXES)]
     return sorted(found, key=lambda p: p.relative_to(root).parts)
 
 
 # --------------------------------------------------------------------------------------------
-# Building a file
+# One definition
+# --------------------------------------------------------------------------------------------
+
+
+def _location(kind: str, raw: Any, source: str | None, index: int | None) -> str:
+    name = raw.get("name") if isinstance(raw, dict) else None
+    if isinstance(name, str) and name.strip():
+        what = f"{kind} '{name}'"
+    else:
+        what = f"{kind} #{index + 1}" if index is not None else f"{kind} '(unnamed)'"
+    return f"{source}: {what}" if source else what
+
+
+def connection_location(raw: Any, source: str | None = None, index: int | None = None) -> str:
+    return _location("data connection", raw, source, index)
+
+
+def task_location(raw: Any, source: str | None = None, index: int | None = None) -> str:
+    return _location("task", raw, source, index)
+
+
+def _validate(model: type[DefinitionModel], data: Any, location: str | None, *,
+              raw: Any = None,
+              prefix: str = "", ignore: tuple = ()) -> tuple[Any, list[DefinitionError]]:
+    """The model, or None and every problem (``raw``: the input as written, when ``data`` was
+    prepared from it; ``ignore``: locations already reported)."""
+    try:
+        return model.model_validate(data), []
+    except ValidationError as exc:
+        return None, definition_errors(exc, model, data if raw is None else raw, location,
+                                       prefix, ignore)
+
+
+def _id_key(value: Any) -> str | None:
+    return str(value).strip().lower() if value is not None and str(value).strip() else None
+
+
+class _Lookup:
+    """Data connections by name, then by HydroServer id: the model, or why it cannot be used."""
+
+    def __init__(self) -> None:
+        self.by_name: dict[str, DataConnection | str] = {}
+        self.by_id: dict[str, DataConnection | str] = {}
+        self.raw: dict[str, Any] = {}  # id -> the connection as written
+
+    def add(self, name: Any, entry: DataConnection | str, ident: Any = None,
+            raw: Any = None) -> None:
+        if isinstance(name, str) and name:
+            self.by_name[name] = entry
+        if _id_key(ident):
+            self.by_id[_id_key(ident)] = entry  # type: ignore[index]
+            self.raw[_id_key(ident)] = raw  # type: ignore[index]
+
+    def get(self, reference: str) -> DataConnection | str | None:
+        if reference in self.by_name:
+            return self.by_name[reference]
+        return self.by_id.get(_id_key(reference) or "")
+
+    def listed(self, inline: dict) -> DataConnection | str | None:
+        """A task's inline connection that is a copy of a listed one: that one (its problems are
+        reported once, for the listed connection)."""
+        key = _id_key(inline.get("id"))
+        return self.by_id.get(key) if key and self.raw.get(key) == inline else None
+
+
+def _connection(raw: dict, location: str, lookup: _Lookup) -> tuple[DataConnection | None,
+                                                                    list[DefinitionError]]:
+    """The task's data connection (by name or id, or inline), or None and why not."""
+    given = [(k, raw[k]) for k in REFERENCE_KEYS if raw.get(k) is not None]
+    if not given:
+        return None, [DefinitionError(
+            "a task needs a data connection", location=location, field="data_connection",
+            expected="data_connection: <name or id of a data connection>", found=NOTHING)]
+    (key, value), errors = given[0], []
+    for other, other_value in given[1:]:
+        if _reference_key(other_value) != _reference_key(value):
+            errors.append(DefinitionError(
+                f"set twice with different values (also as '{key}')", location=location,
+                field=other, expected=f"the value of '{key}' ({describe_found(value)!r}) or only "
+                                      "one of them", found=describe_found(other_value)))
+    if isinstance(value, DataConnection):
+        return value, errors
+    shown = value.get("name", value.get("id")) if isinstance(value, dict) else value
+    entry: DataConnection | str | None = None
+    if isinstance(value, dict):
+        entry = lookup.listed(value)
+        if entry is None:
+            name = value.get("name") if isinstance(value.get("name"), str) else "(inline)"
+            connection, problems = _validate(
+                DataConnection, value, f"{location}, data connection '{name}'")
+            return connection, errors + problems
+    elif not isinstance(value, str) or not value.strip():
+        return None, errors + [DefinitionError(
+            "wrong type", location=location, field=key,
+            expected="the name or id of a data connection, or a data connection",
+            found=describe_found(value))]
+    else:
+        entry = lookup.get(value)
+    if isinstance(entry, DataConnection):
+        return entry, errors
+    if isinstance(entry, str):
+        return None, errors + [DefinitionError(
+            f"this data connection cannot be used: {entry}", location=location, field=key,
+            expected="a valid data connection", found=describe_found(shown))]
+    names = list(lookup.by_name)
+    hint = suggest(value, names)
+    listed = "one of " + ", ".join(f"'{n}'" for n in names[:10]) + (", ..." if len(names) > 10
+                                                                     else "")
+    return None, errors + [DefinitionError(
+        "no data connection with this name or id in this file"
+        + (f" (did you mean '{hint}'?)" if hint else ""), location=location, field=key,
+        expected=f"'{hint}'" if hint else (listed if names else "a data connection defined in "
+                                           "the file's data_connections"), found=value)]
+
+
+def _reference_key(value: Any) -> Any:
+    if isinstance(value, DataConnection):
+        return _id_key(value.id) or value.name
+    if isinstance(value, dict):
+        return _id_key(value.get("id")) or value.get("name")
+    return _id_key(value) if isinstance(value, str) else value
+
+
+def _task(raw: Any, location: str, lookup: _Lookup,
+          defaults: AirflowSettings | None) -> tuple[Task | None, list[DefinitionError]]:
+    """Validate one task, resolving its data connection; its own fields are checked even when
+    the connection is unusable, so that every problem shows at once."""
+    if not isinstance(raw, dict):
+        return _validate(Task, raw, location)
+    data = {k: v for k, v in raw.items() if k not in REFERENCE_KEYS}
+    connection, errors = _connection(raw, location, lookup)
+    if connection is not None:
+        data["data_connection"] = connection
+    block = data.get("airflow")
+    if defaults is not None and block is None:
+        data["airflow"] = defaults
+    elif defaults is not None and isinstance(block, dict):
+        data["airflow"] = {**defaults.given(), **{k: v for k, v in block.items()
+                                                  if v is not None}}
+    task, problems = _validate(Task, data, location, raw=raw, ignore=(("data_connection",),))
+    errors += problems
+    return (None, errors) if errors else (task, [])
+
+
+def _defaults(raw: Any, location: str | None,
+              prefix: str = "defaults") -> tuple[AirflowSettings, list[DefinitionError]]:
+    """A file's ``defaults:``: the valid settings, and the problems of the others."""
+    if raw is None:
+        return AirflowSettings(), []
+    settings, errors = _validate(AirflowSettings, raw, location, prefix=prefix)
+    if not isinstance(raw, dict):
+        return AirflowSettings(), errors
+    errors += [DefinitionError(f"'{key}' must differ per task: set it in each task's airflow: "
+                               "block", location=location, field=f"{prefix}.{key}",
+                               expected="a setting shared by every task", found=key)
+               for key in AirflowSettings.task_only if key in raw]
+    if settings is None or errors:  # keep what is valid: one wrong setting is reported once
+        settings = AirflowSettings.model_validate({
+            k: v for k, v in raw.items() if k not in AirflowSettings.task_only
+            and _validate(AirflowSettings, {k: v}, location)[0] is not None})
+    return settings, errors
+
+
+def parse_data_connection(data: AbcMapping, *, location: str | None = None) -> DataConnection:
+    """A ``DataConnection`` from a dict in either vocabulary; raises ``DefinitionErrors``."""
+    raw = dict(data) if isinstance(data, AbcMapping) else data
+    connection, errors = _validate(DataConnection, raw, location or connection_location(raw))
+    if errors:
+        raise DefinitionErrors(errors)
+    return connection
+
+
+def parse_task(data: AbcMapping, data_connections: Iterable[DataConnection] = (), *,
+               location: str | None = None,
+               defaults: AbcMapping | AirflowSettings | None = None) -> Task:
+    """A ``Task`` from a dict in either vocabulary; raises ``DefinitionErrors``.
+
+    ``data_connection`` (or ``dataConnectionId``) is looked up by name, then by id, among
+    ``data_connections``; an inline data connection is accepted too. ``defaults`` are Airflow
+    settings the task's ``airflow:`` block overrides.
+    """
+    lookup = _Lookup()
+    for connection in data_connections:
+        lookup.add(connection.name, connection, connection.id)
+    errors: list[DefinitionError] = []
+    if defaults is not None and not isinstance(defaults, AirflowSettings):
+        defaults, errors = _defaults(dict(defaults), None)
+    raw = dict(data) if isinstance(data, AbcMapping) else data
+    task, problems = _task(raw, location or task_location(raw), lookup, defaults)
+    if errors + problems:
+        raise DefinitionErrors(errors + problems)
+    return task  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------------------------
+# A file
 # --------------------------------------------------------------------------------------------
 
 
@@ -214,8 +377,7 @@ def _parse(data: Any, source: str) -> DefinitionFile:
             hint = suggest(str(key), FILE_KEYS)
             errors.append(DefinitionError(
                 "unknown key at the top of the file" + (f" (did you mean '{hint}'?)" if hint
-                                                        else ""),
-                location=source, field=str(key),
+                                                        else ""), location=source, field=str(key),
                 expected=f"'{hint}'" if hint else "defaults, data_connections or tasks",
                 found=describe_found(key)))
         elif canonical in top:
@@ -225,46 +387,42 @@ def _parse(data: Any, source: str) -> DefinitionFile:
         else:
             top[canonical] = value
 
-    defaults, problems = check_airflow_settings(top.get("defaults"), location=source,
-                                                field="defaults", defaults=True)
+    defaults, problems = _defaults(top.get("defaults"), source)
     errors += problems
-
-    lookup = ConnectionLookup()
+    lookup = _Lookup()
     connections: list[DataConnection] = []
-    seen_names: dict[str, str] = {}
-    seen_ids: dict[str, str] = {}
+    names: set[str] = set()
+    ids: set[str] = set()
     for i, raw in enumerate(_list(top.get("data_connections"), "data_connections", source,
                                   errors)):
         location = connection_location(raw, source, i)
-        connection, problems = build_data_connection(raw, location)
+        connection, problems = _validate(DataConnection, raw, location)
         errors += problems
         name = raw.get("name") if isinstance(raw, dict) else None
         ident = raw.get("id") if isinstance(raw, dict) else None
-        entry: DataConnection | str = connection if connection is not None else \
-            "it has errors (reported for the data connection)"
-        if isinstance(name, str) and name in seen_names:
+        if isinstance(name, str) and name in names:
             errors.append(DefinitionError(
                 "two data connections have this name", location=location, field="name",
                 expected="unique data connection names in a file", found=name))
-            lookup.add(name, f"two data connections are named '{name}'")
-            continue
-        if ident is not None and str(ident).strip().lower() in seen_ids:
+            lookup.add(name, f"two data connections are named '{name}'", ident, raw)
+        elif _id_key(ident) in ids:
             errors.append(DefinitionError(
                 "two data connections have this id", location=location, field="id",
                 expected="unique ids in a file", found=describe_found(ident)))
-            lookup.add(None, f"two data connections have the id '{ident}'", ident)
-            continue
+            lookup.add(None, f"two data connections have the id '{ident}'", ident, raw)
+        else:
+            lookup.add(name, connection if connection is not None else
+                       "it has errors (reported for the data connection)", ident, raw)
+            if connection is not None:
+                connections.append(connection)
         if isinstance(name, str):
-            seen_names[name] = location
-        if ident is not None:
-            seen_ids[str(ident).strip().lower()] = location
-        lookup.add(name, entry, ident)
-        if connection is not None:
-            connections.append(connection)
+            names.add(name)
+        if _id_key(ident):
+            ids.add(_id_key(ident))  # type: ignore[arg-type]
 
     tasks: list[Task] = []
     for i, raw in enumerate(_list(top.get("tasks"), "tasks", source, errors)):
-        task, problems = build_task(raw, task_location(raw, source, i), lookup, defaults)
+        task, problems = _task(raw, task_location(raw, source, i), lookup, defaults)
         errors += problems
         if task is not None:
             tasks.append(task)
@@ -287,59 +445,50 @@ def _name_key(name: str) -> str:
 
 def _check_conflicts(files: list[DefinitionFile]) -> list[DefinitionFile]:
     """Refuse tasks sharing a name or id, or writing the same datastream, across ``files``."""
-    by_name: dict[str, list[tuple[int, Task]]] = defaultdict(list)
-    by_id: dict[str, list[tuple[int, Task]]] = defaultdict(list)
-    by_target: dict[str, list[tuple[int, Task]]] = defaultdict(list)
+    claims: dict[tuple[str, str], list[tuple[int, Task]]] = defaultdict(list)
     for i, f in enumerate(files):
         for task in f.tasks:
-            by_name[_name_key(task.name)].append((i, task))
-            if task.id:
-                by_id[task.id.strip().lower()].append((i, task))
-            for target in task.target_datastream_ids:
-                by_target[target].append((i, task))
+            for claim in _task_claims(task):
+                claims[claim].append((i, task))
 
     refused: dict[tuple[int, int], list[DefinitionError]] = defaultdict(list)
-
-    def describe(i: int, task: Task) -> str:
-        return f"task '{task.name}' in {files[i].source}"
-
-    def refuse(entries: list[tuple[int, Task]], field_name: str, message: str, expected: str,
-               found: Any) -> None:
+    for (kind, value), entries in claims.items():
+        if len(entries) < 2:
+            continue
         for i, task in entries:
-            others = "; ".join(describe(j, t) for j, t in entries if t is not task)
+            others = "; ".join(f"task '{t.name}' in {files[j].source}" for j, t in entries
+                               if t is not task)
+            if kind == "name":
+                field_name, found, message, expected = (
+                    "name", entries[0][1].name, "another task has the same name, so their DAGs "
+                    "would collide; neither is loaded", "a task name used once in the folder")
+            elif kind == "id":
+                field_name, found, message, expected = (
+                    "id", value, "another task has the same HydroServer id; neither is loaded",
+                    "a task id used once in the folder")
+            else:
+                field_name, found, message, expected = (
+                    "mappings", value, f"datastream {value} is the target of more than one "
+                    "task; two tasks writing one datastream would race, so neither is loaded",
+                    "each datastream loaded by one task")
             refused[(i, id(task))].append(DefinitionError(
                 f"{message} (also {others})", location=f"{files[i].source}: task '{task.name}'",
                 field=field_name, expected=expected, found=found))
-
-    for entries in by_name.values():
-        if len(entries) > 1:
-            refuse(entries, "name", "another task has the same name, so their DAGs would "
-                   "collide; neither is loaded", "a task name used once in the folder",
-                   entries[0][1].name)
-    for ident, entries in by_id.items():
-        if len(entries) > 1:
-            refuse(entries, "id", "another task has the same HydroServer id; neither is loaded",
-                   "a task id used once in the folder", ident)
-    for target, entries in by_target.items():
-        if len(entries) > 1:
-            refuse(entries, "mappings",
-                   f"datastream {target} is the target of more than one task; two tasks "
-                   "writing one datastream would race, so neither is loaded",
-                   "each datastream loaded by one task", target)
-
     if not refused:
         return files
     out = []
     for i, f in enumerate(files):
-        keep, errors = [], list(f.errors)
-        for task in f.tasks:
-            problems = refused.get((i, id(task)))
-            if problems:
-                errors += problems
-            else:
-                keep.append(task)
+        keep = [t for t in f.tasks if (i, id(t)) not in refused]
+        errors = [*f.errors, *(e for t in f.tasks for e in refused.get((i, id(t)), ()))]
         out.append(replace(f, tasks=tuple(keep), errors=tuple(errors)))
     return out
+
+
+def _task_claims(task: Task) -> set[tuple[str, str]]:
+    """What a loaded task may share with no other task of the folder."""
+    claims = {("name", _name_key(task.name))} | {("target", t)
+                                                  for t in task.target_datastream_ids}
+    return claims | ({("id", task.id.strip().lower())} if task.id else set())
 
 
 def parse_definitions(data: Any, source: str = "<definitions>") -> DefinitionFile:
@@ -349,11 +498,15 @@ def parse_definitions(data: Any, source: str = "<definitions>") -> DefinitionFil
 
 def load_definition_file(path: str | os.PathLike) -> DefinitionFile:
     """Read and check one YAML or JSON definition file; problems are in ``.errors``."""
-    path = Path(path)
+    return _check_conflicts([_load_unchecked(Path(path))])[0]
+
+
+def _load_unchecked(path: Path) -> DefinitionFile:
+    """One file read and validated on its own (no checks against other files yet)."""
     data, error = _read_file(path)
     if error is not None:
         return DefinitionFile(str(path), errors=(error,))
-    return parse_definitions(data, str(path))
+    return _parse(data, str(path))
 
 
 def load_definitions(folder: str | os.PathLike) -> tuple[list[DefinitionFile],
@@ -377,9 +530,9 @@ def load_definition_paths(paths: Iterable[str | os.PathLike]) -> tuple[list[Defi
                                                                        list[DefinitionError]]:
     """Definition files named one by one or found below folders, checked across all of them.
 
-    :func:`load_definitions` for a command line naming several files and folders: task names,
-    ids and target datastreams are compared across everything given. A path that does not exist,
-    or a file that is not YAML or JSON, is one more error; a file named twice is read once.
+    :func:`load_definitions` for a command line naming several files and folders. A path that
+    does not exist, or a file that is not YAML or JSON, is one more error; a file named twice is
+    read once.
     """
     found: dict[Path, Path] = {}
     problems: list[DefinitionError] = []
@@ -402,283 +555,93 @@ def load_definition_paths(paths: Iterable[str | os.PathLike]) -> tuple[list[Defi
     return files, problems + [e for f in files for e in f.errors]
 
 
-def _load_unchecked(path: Path) -> DefinitionFile:
-    """One file read and validated on its own (no checks against other files yet)."""
-    data, error = _read_file(path)
-    if error is not None:
-        return DefinitionFile(str(path), errors=(error,))
-    return _parse(data, str(path))
-
-
 # --------------------------------------------------------------------------------------------
-# JSON Schema of the file format
+# One task of a folder (a worker's fast path)
 # --------------------------------------------------------------------------------------------
 
 
-def _leaf(model: Any, name: str, *, nullable: bool = True) -> dict:
-    """The JSON Schema of one scalar model field, from its annotation."""
-    from pydantic import TypeAdapter  # noqa: PLC0415
-
-    schema = TypeAdapter(model.model_fields[name].annotation).json_schema()
-    schema.pop("title", None)
-    if nullable and schema.get("type") != "null" and not any(
-            s.get("type") == "null" for s in schema.get("anyOf", ())):
-        schema = {"anyOf": [schema, {"type": "null"}]}
-    return schema
-
-
-def _nullable(schema: dict) -> dict:
-    return {"anyOf": [schema, {"type": "null"}]}
+def _raw_values(model: type[DefinitionModel], name: str, data: Any) -> list[Any]:
+    """Every value ``data`` gives the field under any of its spellings (as pydantic reads it)."""
+    if not isinstance(data, dict):
+        return []
+    alias = model.model_fields[name].validation_alias
+    values = [c.search_dict_for_path(data) if isinstance(c, AliasPath) else data.get(
+        c, PydanticUndefined) for c in (alias.choices if isinstance(alias, AliasChoices)
+                                        else [name])]
+    return [v for v in values if v is not PydanticUndefined and v is not None]
 
 
-def _enum(values: Any, *, cases: bool = True) -> dict:
-    values = list(values)
-    if cases:
-        values = list(dict.fromkeys([*values, *(v.lower() for v in values),
-                                     *(v.upper() for v in values)]))
-    return {"type": "string", "enum": values}
+def _raw_claims(raw: Any, dag_id: Callable[[str, str | None], str]) -> set[tuple[str, str]]:
+    """What a task as written could share with another task (name, id, datastreams, DAG id):
+    a superset of what the full load compares, never less."""
+    claims: set[tuple[str, str]] = set()
+    name = next(iter(_raw_values(Task, "name", raw)), None)
+    if isinstance(name, str):
+        claims.add(("name", _name_key(name)))
+    claims |= {("id", str(v).strip().lower()) for v in _raw_values(Task, "id", raw)}
+    airflow = next(iter(_raw_values(Task, "airflow", raw)), None)
+    explicit = airflow.get("dag_id") if isinstance(airflow, dict) else None
+    if isinstance(explicit, str) and explicit:
+        claims.add(("dag_id", explicit))
+    elif isinstance(name, str) and name.strip():
+        claims.add(("dag_id", dag_id(name, None)))
+    for mappings in _raw_values(Task, "mappings", raw):
+        for mapping in mappings if isinstance(mappings, list) else ():
+            claims |= {("target", str(v).strip().lower())
+                       for v in _raw_values(Mapping, "target_datastream_id", mapping)
+                       if not isinstance(v, dict)}
+    return claims
 
 
-def _ref(name: str) -> dict:
-    return {"$ref": f"#/$defs/{name}"}
+def _one_task_document(document: dict, raw_task: dict) -> dict:
+    """The document reduced to one task and the data connections it may name (all of them when
+    the reference matches none, so that the error lists them)."""
+    reduced = {**document, "tasks": [raw_task]}
+    reference = next(iter(_raw_values(Task, "data_connection", raw_task)), None)
+    if isinstance(reference, dict):
+        reference = reference.get("id")
+    if not isinstance(reference, str):
+        return reduced
+    for key in (k for k, v in FILE_KEYS.items() if v == "data_connections"):
+        connections = document.get(key)
+        if isinstance(connections, list):
+            named = [c for c in connections if isinstance(c, dict) and (
+                c.get("name") == reference or _id_key(c.get("id")) == _id_key(reference))]
+            reduced[key] = named or connections
+    return reduced
 
 
-def _object(keys: dict[str, str], values: dict[str, dict], *, description: str,
-            required: tuple[str, ...] = (), read_only: frozenset = frozenset(),
-            secrets: frozenset = frozenset()) -> dict:
-    properties: dict[str, Any] = {}
-    for spelling, canonical in keys.items():
-        properties[spelling] = values[canonical]
-    for key in sorted(read_only):
-        properties.setdefault(key, {"description": "read-only HydroServer field, ignored"})
-    for key in sorted(secrets):
-        properties.setdefault(key, {
-            "description": "refused when set: keep secrets in an Airflow connection or Variable "
-                           "and reference them with auth",
-            "anyOf": [{"type": "null"}, {"const": ""}]})
-    schema: dict[str, Any] = {"type": "object", "description": description,
-                              "properties": properties, "additionalProperties": False}
-    alternatives = []
-    for canonical in required:
-        spellings = [s for s, c in keys.items() if c == canonical]
-        alternatives.append({"anyOf": [{"required": [s]} for s in spellings]}
-                            if len(spellings) > 1 else {"required": spellings})
-    if alternatives:
-        schema["allOf"] = alternatives
-    return schema
+def load_one_task(folder: str | os.PathLike, wanted: str,
+                  dag_id: Callable[[str, str | None], str]) -> DefinitionFile | None:
+    """The task whose DAG id (``dag_id(name, explicit dag_id)``) is ``wanted``, validated alone
+    with its file's defaults and data connection: what a worker running one task needs.
 
-
-_SETTING_SCHEMAS = {
-    "an Airflow connection id": {"type": "string", "minLength": 1},
-    "a name": {"type": "string", "minLength": 1},
-    "a whole number >= 0": {"type": "integer", "minimum": 0},
-    "a whole number >= 1": {"type": "integer", "minimum": 1},
-    "a whole number": {"type": "integer"},
-    DURATION_EXPECTED: {"anyOf": [
-        {"type": "number", "minimum": 0}, {"type": "string", "minLength": 1}]},
-    "true, false or a multiplier such as 2": {"anyOf": [{"type": "boolean"},
-                                                        {"type": "number", "minimum": 0}]},
-    "a host name": {"type": "string", "minLength": 1},
-    "true or false": {"type": "boolean"},
-    "an Airflow pool name": {"type": "string", "minLength": 1},
-    "an executor queue name": {"type": "string", "minLength": 1},
-    "an address or a list of addresses": {"anyOf": [{"type": "string"}, {
-        "type": "array", "items": {"type": "string"}}]},
-    "a list of tags": {"type": "array", "items": {"type": "string"}},
-    "a DAG id": {"type": "string", "minLength": 1},
-}
-
-
-def definition_json_schema() -> dict:
-    """The JSON Schema (draft 2020-12) of a definition file, built from the models and key tables.
-
-    It accepts both vocabularies (seed guide snake_case with flat payload keys, and HydroServer's
-    camelCase export). The loader checks more than a schema can say (placeholders against
-    variables, time zones, formats, cron, references between tasks and connections).
+    Every file is read, but only that task is validated. None -- load everything instead --
+    unless exactly one task claims the id and nothing it could conflict on (name, HydroServer
+    id, target datastream, DAG id) appears in another task: then the full load would accept or
+    refuse it exactly like this. A file without tasks when no task has the id.
     """
-    payload_values: dict[str, dict] = {
-        "type": _enum(PAYLOAD_TYPES),
-        "timestamp_key": {"type": "string", "minLength": 1,
-                          "description": "the column (CSV) or field (JSON) holding timestamps"},
-        "timestamp_format": _nullable({
-            "type": "string",
-            "description": "strftime format of the timestamps, or ISO8601 (the default)"}),
-        "data_ingestion_window": {
-            "description": "HydroServer's ingestion window is not used: put window_start/"
-                           "window_end placeholders in source_url",
-            "anyOf": [{"type": "null"}, {"type": "object", "maxProperties": 0}]},
-    }
-    for name, kinds in PAYLOAD_FIELDS.items():
-        model = PAYLOAD_MODELS[kinds[0]]
-        payload_values[name] = _leaf(model, name)
-        payload_values[name]["description"] = f"{' and '.join(kinds)} payloads"
-    payload_values["delimiter"] = _nullable({"type": "string", "enum": list(DELIMITERS),
-                                             "description": "CSV payloads: the column separator"})
-    payload_values["header_row"]["description"] = \
-        "CSV payloads: 1-based row of the column names; null when the file has no header"
-    payload_values["data_start_row"]["description"] = "CSV payloads: 1-based first data row"
-    payload_values["jmespath"]["description"] = \
-        "JSON payloads: JMESPath selecting the list of records (default '@': the document)"
-
-    schedule_values = {
-        "interval": _nullable({"type": "integer", "minimum": 1}),
-        "interval_period": _nullable(_enum(get_args(IntervalPeriod))),
-        "crontab": _nullable({"type": "string",
-                              "description": "5 fields: minute hour day-of-month month "
-                                             "day-of-week"}),
-        "timezone": _leaf(Schedule, "timezone"),
-        "start_time": _leaf(Schedule, "start_time"),
-        "enabled": _leaf(Schedule, "enabled"),
-    }
-    schedule_values["timezone"]["description"] = "IANA zone of the crontab (UTC when unset)"
-
-    connection_values: dict[str, dict] = {
-        "name": {"type": "string", "minLength": 1},
-        "id": _nullable({"type": "string", "description": "HydroServer id (imported)"}),
-        "description": _nullable({"type": "string"}),
-        "source_url": {"anyOf": [{"type": "string", "minLength": 1}, {"type": "null"}],
-                       "description": "http(s):// or file:// URL; {name} placeholders are "
-                                      "described in placeholder_variables (not used by "
-                                      "HYDROCRON: hydrocron_conn_id names the endpoint)"},
-        "payload": {"anyOf": [_enum(PAYLOAD_TYPES), _ref("Payload")]},
-        "payload_type": _enum(PAYLOAD_TYPES),
-        "timezone_type": _nullable(_enum(get_args(TimezoneType))),
-        "timezone": _nullable({"type": "string",
-                               "description": "offset (-0700, +05:30) or IANA zone name"}),
-        "placeholder_variables": _nullable({"type": "array",
-                                            "items": _ref("PlaceholderVariable")}),
-        "auth": _nullable(_ref("SourceAuth")),
-        "auth_header_name": _nullable({"type": "string"}),
-        "workspace_id": _nullable({"type": "string"}),
-        "workspace": {"anyOf": [{"type": "string"}, {"type": "null"}, {
-            "type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]}]},
-        "notification": _nullable(_ref("Notification")),
-        "lookback": _nullable({
-            **_SETTING_SCHEMAS[DURATION_EXPECTED],
-            "description": "incremental loads: how far before each datastream's newest "
-                           "observation missing or revised rows are still loaded (late data; "
-                           "unset: only rows after it, like HydroServer)"}),
-        "timestamp_key": payload_values["timestamp_key"],
-        "timestamp_format": payload_values["timestamp_format"],
-    }
-    for name in PAYLOAD_FIELDS:
-        connection_values[name] = payload_values[name]
-
-    flat_schedule = {k: schedule_values[k] for k in FLAT_SCHEDULE_KEYS}
-    task_values: dict[str, dict] = {
-        "name": {"type": "string", "minLength": 1},
-        "id": _nullable({"type": "string", "description": "HydroServer id (imported)"}),
-        "description": _nullable({"type": "string"}),
-        "data_connection": {"anyOf": [{"type": "string", "minLength": 1,
-                                       "description": "name or id of a data connection"},
-                                      _ref("DataConnection")]},
-        "data_connection_id": {"type": "string", "minLength": 1},
-        "mappings": {"type": "array", "items": _ref("Mapping"), "minItems": 1},
-        "task_variables": _nullable({"type": "object",
-                                     "additionalProperties": {"type": "string"}}),
-        "schedule": _nullable(_ref("Schedule")),
-        "airflow": _nullable(_ref("AirflowSettings")),
-        **flat_schedule,
-    }
-    mapping_values = {
-        "source_identifier": {"anyOf": [{"type": "string", "minLength": 1},
-                                        {"type": "integer", "minimum": 0}],
-                              "description": "column (CSV) or field (JSON) name"},
-        "target_datastream_id": {"type": "string", "minLength": 1},
-        "target_datastream": {"anyOf": [{"type": "string"}, {
-            "type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]}]},
-        "feature_id": {"anyOf": [{"type": "string", "pattern": "^[0-9]+$"},
-                                 {"type": "integer", "minimum": 0}, {"type": "null"}],
-                       "description": "HYDROCRON payloads: the reach, node or lake whose field "
-                                      "this is; on every mapping, one DAG fans out over them"},
-    }
-    settings = {name: {**_SETTING_SCHEMAS[expected], "description": expected}
-                for name, (_, expected) in AIRFLOW_SETTINGS.items()}
-
-    defs = {
-        "DataConnection": _object(
-            CONNECTION_KEYS, connection_values, required=("name",),
-            read_only=CONNECTION_READ_ONLY, secrets=SECRET_KEYS,
-            description=(DataConnection.__doc__ or "").strip()),
-        "Payload": _object(PAYLOAD_KEYS, payload_values, secrets=SECRET_KEYS,
-                           description="the format of the source (CSV, JSON or HYDROCRON)"),
-        "PlaceholderVariable": {
-            **_object(PLACEHOLDER_KEYS, {
-                "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
-                "variable_type": {"type": "string", "enum": list(get_args(VariableType))},
-                "timestamp_format": payload_values["timestamp_format"],
-            }, required=("name", "variable_type"),
-                description="one {name} of source_url and where its value comes from"),
-        },
-        "SourceAuth": _object(AUTH_KEYS, {
-            "header_name": {"type": "string", "minLength": 1},
-            "conn_id": _nullable({"type": "string", "minLength": 1,
-                                  "description": "Airflow connection whose password is the "
-                                                 "header value"}),
-            "variable": _nullable({"type": "string", "minLength": 1,
-                                   "description": "Airflow Variable holding the header value"}),
-        }, required=("header_name",), description="an HTTP header sent to the source; its value "
-                                                   "lives in Airflow, never in the file"),
-        "Schedule": _object(SCHEDULE_KEYS, schedule_values, read_only=SCHEDULE_READ_ONLY,
-                            description=(Schedule.__doc__ or "").strip()),
-        "Notification": _object(NOTIFICATION_KEYS, {
-            "recipient_emails": _nullable({"type": "array", "items": {"type": "string"}}),
-            "schedule": _nullable(_ref("Schedule")),
-        }, description="email digests of the runs"),
-        "Mapping": _object(MAPPING_KEYS, mapping_values, read_only=MAPPING_READ_ONLY,
-                           required=("source_identifier",),
-                           description="which source field goes to which datastream"),
-        "Task": _object(TASK_KEYS, task_values, required=("name",), read_only=TASK_READ_ONLY,
-                        description=(Task.__doc__ or "").strip()),
-        "AirflowSettings": {"type": "object", "properties": settings,
-                            "additionalProperties": False,
-                            "description": "Airflow settings of the task's DAG"},
-    }
-    # a mapping needs a target under one of its spellings
-    defs["Mapping"]["allOf"].append({"anyOf": [
-        {"required": [s]} for s, c in MAPPING_KEYS.items()
-        if c in ("target_datastream_id", "target_datastream")]})
-    # source_url is required, except for HYDROCRON (the endpoint is the Airflow connection's)
-    hydrocron = {"enum": _enum(["HYDROCRON"])["enum"]}
-    defs["DataConnection"]["allOf"].append({"anyOf": [
-        *({"required": [s]} for s, c in CONNECTION_KEYS.items() if c == "source_url"),
-        *({"required": [s], "properties": {s: hydrocron}}
-          for s, c in CONNECTION_KEYS.items() if c == "payload_type"),
-        {"required": ["payload"], "properties": {"payload": {"anyOf": [hydrocron, {
-            "type": "object", "anyOf": [{"required": [s], "properties": {s: hydrocron}}
-                                        for s, c in PAYLOAD_KEYS.items() if c == "type"]}]}}},
-    ]})
-    defs["Task"]["allOf"].append({"anyOf": [
-        {"required": [s]} for s, c in TASK_KEYS.items()
-        if c in ("data_connection", "data_connection_id")]})
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "HydroServer provider for Apache Airflow: definition file",
-        "description": "Data connections and tasks in hydroserverpy's vocabulary (or HydroServer's "
-                       "camelCase export), plus Airflow settings.",
-        "type": "object",
-        "properties": {
-            "$schema": {"type": "string"},
-            "defaults": {"anyOf": [{"type": "null"}, {"allOf": [
-                _ref("AirflowSettings"), {"not": {"required": ["dag_id"]}}]}],
-                "description": "Airflow settings for every task of the file"},
-            "data_connections": _nullable({"type": "array", "items": _ref("DataConnection")}),
-            "dataConnections": _nullable({"type": "array", "items": _ref("DataConnection")}),
-            "tasks": _nullable({"type": "array", "items": _ref("Task")}),
-        },
-        "additionalProperties": False,
-        "$defs": defs,
-    }
-
-
-def write_definition_json_schema(path: str | os.PathLike = SCHEMA_PATH) -> Path:
-    """Write ``definition_json_schema()`` to ``path`` (the published copy by default)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(definition_json_schema(), indent=2, ensure_ascii=False) + "\n",
-                    encoding="utf-8")
-    return path
-
-
-if __name__ == "__main__":  # python -m hydroserver_provider.definitions.files
-    print(write_definition_json_schema())
+    root = Path(folder)
+    if not root.is_dir():
+        return None
+    target, seen = None, Counter[tuple[str, str]]()
+    for path in definition_paths(root):
+        data, error = _read_file(path)
+        if error is not None or data is None:
+            continue
+        tasks = data.get("tasks", []) if isinstance(data, dict) else None
+        if not isinstance(tasks, list):
+            return None
+        for raw in tasks:
+            claims = _raw_claims(raw, dag_id)
+            if ("dag_id", wanted) in claims:
+                if target is not None:
+                    return None
+                target = (path, data, raw)
+            seen.update(claims)
+    if target is None:
+        return DefinitionFile(str(root))
+    path, data, raw = target
+    if any(seen[claim] > 1 for claim in _raw_claims(raw, dag_id)):
+        return None
+    return parse_definitions(_one_task_document(data, raw), str(path))
