@@ -15,19 +15,13 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, ClassVar, get_args
 
-from pydantic import (
-    AliasChoices,
-    AliasGenerator,
-    BaseModel,
-    ConfigDict,
-    WithJsonSchema,
-    model_validator,
-)
+from pydantic import AliasChoices, AliasGenerator, BaseModel, ConfigDict, WithJsonSchema
+from pydantic import model_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-__all__ = ["HIDDEN", "ID_SCHEMA", "NOTHING", "DefinitionModel", "Shown", "describe_found",
-           "invalid", "merge_key", "suggest"]
+__all__ = ["HIDDEN", "ID_SCHEMA", "NOTHING", "DefinitionModel", "Shown", "as_text", "check",
+           "describe_found", "invalid", "merge_key", "suggest"]
 
 
 class Shown(str):
@@ -82,6 +76,19 @@ def invalid(message: str, expected: str | None = None, found: Any = NOTHING, *,
     return PydanticCustomError("definition", "{message}",
                                {"message": "; ".join(p[1] for p in problems),
                                 "problems": problems})
+
+
+def check(problems: list[tuple]) -> None:
+    """Raise ``problems`` (each ``(at, message, expected, found)``) together, if there is any."""
+    if problems:
+        raise invalid(*problems[0][1:], at=problems[0][0], more=problems[1:])
+
+
+def as_text(value: Any) -> Any:
+    """Ids and column indexes are often written as numbers: they are text."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
 
 
 def _spellings(name: str) -> AliasChoices | str:

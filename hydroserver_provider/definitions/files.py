@@ -195,94 +195,91 @@ def _validate(model: type[DefinitionModel], data: Any, location: str | None, *,
                                        prefix, ignore)
 
 
-def _id_key(value: Any) -> str | None:
-    return str(value).strip().lower() if value is not None and str(value).strip() else None
+def _id_key(value: Any) -> str:
+    return str(value).strip().lower() if value is not None else ""
 
 
 class _Lookup:
     """Data connections by name, then by HydroServer id: the model, or why it cannot be used."""
 
     def __init__(self) -> None:
-        self.by_name: dict[str, DataConnection | str] = {}
-        self.by_id: dict[str, DataConnection | str] = {}
-        self.raw: dict[str, Any] = {}  # id -> the connection as written
+        self.names: dict[str, DataConnection | str] = {}
+        self.ids: dict[str, tuple[DataConnection | str, Any]] = {}  # and as written
 
     def add(self, name: Any, entry: DataConnection | str, ident: Any = None,
             raw: Any = None) -> None:
         if isinstance(name, str) and name:
-            self.by_name[name] = entry
+            self.names[name] = entry
         if _id_key(ident):
-            self.by_id[_id_key(ident)] = entry  # type: ignore[index]
-            self.raw[_id_key(ident)] = raw  # type: ignore[index]
+            self.ids[_id_key(ident)] = (entry, raw)
 
-    def get(self, reference: str) -> DataConnection | str | None:
-        if reference in self.by_name:
-            return self.by_name[reference]
-        return self.by_id.get(_id_key(reference) or "")
-
-    def listed(self, inline: dict) -> DataConnection | str | None:
-        """A task's inline connection that is a copy of a listed one: that one (its problems are
-        reported once, for the listed connection)."""
-        key = _id_key(inline.get("id"))
-        return self.by_id.get(key) if key and self.raw.get(key) == inline else None
+    def get(self, reference: Any) -> DataConnection | str | None:
+        if isinstance(reference, dict):  # a task's inline copy of a listed connection is that
+            entry, raw = self.ids.get(_id_key(reference.get("id")), (None, None))  # one: its
+            return entry if raw == reference else None  # problems are reported once, there
+        if reference in self.names:
+            return self.names[reference]
+        return self.ids.get(_id_key(reference), (None, None))[0]
 
 
 def _connection(raw: dict, location: str, lookup: _Lookup) -> tuple[DataConnection | None,
                                                                     list[DefinitionError]]:
     """The task's data connection (by name or id, or inline), or None and why not."""
     given = [(k, raw[k]) for k in REFERENCE_KEYS if raw.get(k) is not None]
-    if not given:
-        return None, [DefinitionError(
-            "a task needs a data connection", location=location, field="data_connection",
-            expected="data_connection: <name or id of a data connection>", found=NOTHING)]
-    (key, value), errors = given[0], []
+    (key, value) = given[0] if given else ("data_connection", None)
+    errors: list[DefinitionError] = []
+
+    def error(message: str, expected: str, found: Any, field: str = key) -> None:
+        errors.append(DefinitionError(message, location=location, field=field,
+                                      expected=expected, found=found))
+
     for other, other_value in given[1:]:
-        if _reference_key(other_value) != _reference_key(value):
-            errors.append(DefinitionError(
-                f"set twice with different values (also as '{key}')", location=location,
-                field=other, expected=f"the value of '{key}' ({describe_found(value)!r}) or only "
-                                      "one of them", found=describe_found(other_value)))
-    if isinstance(value, DataConnection):
-        return value, errors
-    shown = value.get("name", value.get("id")) if isinstance(value, dict) else value
-    entry: DataConnection | str | None = None
-    if isinstance(value, dict):
-        entry = lookup.listed(value)
-        if entry is None:
-            name = value.get("name") if isinstance(value.get("name"), str) else "(inline)"
-            connection, problems = _validate(
-                DataConnection, value, f"{location}, data connection '{name}'")
-            return connection, errors + problems
-    elif not isinstance(value, str) or not value.strip():
-        return None, errors + [DefinitionError(
-            "wrong type", location=location, field=key,
-            expected="the name or id of a data connection, or a data connection",
-            found=describe_found(value))]
-    else:
-        entry = lookup.get(value)
+        if not _identities(other_value) & _identities(value):
+            error(f"set twice with different values (also as '{key}')", f"the value of '{key}' "
+                  f"({_reference(value)!r}) or only one of them", _reference(other_value), other)
+    entry = value if isinstance(value, DataConnection) else (
+        lookup.get(value) if isinstance(value, (dict, str)) else None)
+    if isinstance(value, dict) and entry is None:
+        connection, errors[len(errors):] = _validate(
+            DataConnection, value, f"{location}, data connection '{value.get('name')}'")
+        return connection, errors
     if isinstance(entry, DataConnection):
         return entry, errors
-    if isinstance(entry, str):
-        return None, errors + [DefinitionError(
-            f"this data connection cannot be used: {entry}", location=location, field=key,
-            expected="a valid data connection", found=describe_found(shown))]
-    names = list(lookup.by_name)
-    hint = suggest(value, names)
-    listed = "one of " + ", ".join(f"'{n}'" for n in names[:10]) + (", ..." if len(names) > 10
-                                                                     else "")
-    return None, errors + [DefinitionError(
-        "no data connection with this name or id in this file"
-        + (f" (did you mean '{hint}'?)" if hint else ""), location=location, field=key,
-        expected=f"'{hint}'" if hint else (listed if names else "a data connection defined in "
-                                           "the file's data_connections"), found=value)]
+    if value is None:
+        error("a task needs a data connection",
+              "data_connection: <name or id of a data connection>", NOTHING)
+    elif isinstance(entry, str):
+        error(f"this data connection cannot be used: {entry}", "a valid data connection",
+              _reference(value))
+    elif not isinstance(value, str) or not value.strip():
+        error("wrong type", "the name or id of a data connection, or a data connection",
+              describe_found(value))
+    else:
+        names = list(lookup.names)
+        hint = suggest(value, names)
+        listed = ", ".join(f"'{n}'" for n in names[:10]) + (", ..." if len(names) > 10 else "")
+        error("no data connection with this name or id in this file" + (
+            f" (did you mean '{hint}'?)" if hint else ""), f"'{hint}'" if hint else (
+            f"one of {listed}" if names else "a data connection defined in the file's "
+                                             "data_connections"), value)
+    return None, errors
 
 
-def _reference_key(value: Any) -> Any:
+def _identities(value: Any) -> set:
+    """What a reference may be known by: a name or an id (any case)."""
     if isinstance(value, DataConnection):
-        return _id_key(value.id) or value.name
+        value = {"id": value.id, "name": value.name}
     if isinstance(value, dict):
-        return _id_key(value.get("id")) or value.get("name")
-    return _id_key(value) if isinstance(value, str) else value
+        return {_id_key(value.get("id")), value.get("name")} - {"", None}
+    return {value, _id_key(value)} if isinstance(value, str) else {repr(value)}
+
+
+def _reference(value: Any) -> Any:
+    """How a reference shows: a connection (inline or a model) by its name."""
+    if isinstance(value, (dict, DataConnection)):
+        name = value.get("name") if isinstance(value, dict) else value.name
+        return describe_found(name)
+    return describe_found(value)
 
 
 def _task(raw: Any, location: str, lookup: _Lookup,
@@ -391,34 +388,27 @@ def _parse(data: Any, source: str) -> DefinitionFile:
     errors += problems
     lookup = _Lookup()
     connections: list[DataConnection] = []
-    names: set[str] = set()
-    ids: set[str] = set()
     for i, raw in enumerate(_list(top.get("data_connections"), "data_connections", source,
                                   errors)):
         location = connection_location(raw, source, i)
         connection, problems = _validate(DataConnection, raw, location)
         errors += problems
-        name = raw.get("name") if isinstance(raw, dict) else None
-        ident = raw.get("id") if isinstance(raw, dict) else None
-        if isinstance(name, str) and name in names:
+        name, ident = (raw.get("name"), raw.get("id")) if isinstance(raw, dict) else (None, None)
+        if isinstance(name, str) and name in lookup.names:
             errors.append(DefinitionError(
                 "two data connections have this name", location=location, field="name",
                 expected="unique data connection names in a file", found=name))
             lookup.add(name, f"two data connections are named '{name}'", ident, raw)
-        elif _id_key(ident) in ids:
+        elif _id_key(ident) and _id_key(ident) in lookup.ids:
             errors.append(DefinitionError(
                 "two data connections have this id", location=location, field="id",
                 expected="unique ids in a file", found=describe_found(ident)))
             lookup.add(None, f"two data connections have the id '{ident}'", ident, raw)
+        elif connection is None:
+            lookup.add(name, "it has errors (reported for the data connection)", ident, raw)
         else:
-            lookup.add(name, connection if connection is not None else
-                       "it has errors (reported for the data connection)", ident, raw)
-            if connection is not None:
-                connections.append(connection)
-        if isinstance(name, str):
-            names.add(name)
-        if _id_key(ident):
-            ids.add(_id_key(ident))  # type: ignore[arg-type]
+            lookup.add(name, connection, ident, raw)
+            connections.append(connection)
 
     tasks: list[Task] = []
     for i, raw in enumerate(_list(top.get("tasks"), "tasks", source, errors)):
@@ -443,6 +433,17 @@ def _name_key(name: str) -> str:
     return " ".join(name.split()).casefold()
 
 
+_CONFLICTS = {  # what two tasks may not share: field, message, expected
+    "name": ("name", "another task has the same name, so their DAGs would collide; neither is "
+             "loaded", "a task name used once in the folder"),
+    "id": ("id", "another task has the same HydroServer id; neither is loaded",
+           "a task id used once in the folder"),
+    "target": ("mappings", "datastream {} is the target of more than one task; two tasks "
+               "writing one datastream would race, so neither is loaded",
+               "each datastream loaded by one task"),
+}
+
+
 def _check_conflicts(files: list[DefinitionFile]) -> list[DefinitionFile]:
     """Refuse tasks sharing a name or id, or writing the same datastream, across ``files``."""
     claims: dict[tuple[str, str], list[tuple[int, Task]]] = defaultdict(list)
@@ -450,38 +451,19 @@ def _check_conflicts(files: list[DefinitionFile]) -> list[DefinitionFile]:
         for task in f.tasks:
             for claim in _task_claims(task):
                 claims[claim].append((i, task))
-
     refused: dict[tuple[int, int], list[DefinitionError]] = defaultdict(list)
     for (kind, value), entries in claims.items():
-        if len(entries) < 2:
-            continue
-        for i, task in entries:
+        field_name, message, expected = _CONFLICTS[kind]
+        for i, task in entries if len(entries) > 1 else ():
             others = "; ".join(f"task '{t.name}' in {files[j].source}" for j, t in entries
                                if t is not task)
-            if kind == "name":
-                field_name, found, message, expected = (
-                    "name", entries[0][1].name, "another task has the same name, so their DAGs "
-                    "would collide; neither is loaded", "a task name used once in the folder")
-            elif kind == "id":
-                field_name, found, message, expected = (
-                    "id", value, "another task has the same HydroServer id; neither is loaded",
-                    "a task id used once in the folder")
-            else:
-                field_name, found, message, expected = (
-                    "mappings", value, f"datastream {value} is the target of more than one "
-                    "task; two tasks writing one datastream would race, so neither is loaded",
-                    "each datastream loaded by one task")
             refused[(i, id(task))].append(DefinitionError(
-                f"{message} (also {others})", location=f"{files[i].source}: task '{task.name}'",
-                field=field_name, expected=expected, found=found))
-    if not refused:
-        return files
-    out = []
-    for i, f in enumerate(files):
-        keep = [t for t in f.tasks if (i, id(t)) not in refused]
-        errors = [*f.errors, *(e for t in f.tasks for e in refused.get((i, id(t)), ()))]
-        out.append(replace(f, tasks=tuple(keep), errors=tuple(errors)))
-    return out
+                f"{message.format(value)} (also {others})", field=field_name, expected=expected,
+                location=f"{files[i].source}: task '{task.name}'",
+                found=entries[0][1].name if kind == "name" else value))
+    return [replace(f, tasks=tuple(t for t in f.tasks if (i, id(t)) not in refused),
+                    errors=(*f.errors, *(e for t in f.tasks for e in refused.get((i, id(t)), ()))))
+            for i, f in enumerate(files)] if refused else files
 
 
 def _task_claims(task: Task) -> set[tuple[str, str]]:

@@ -15,7 +15,7 @@ from pydantic import AliasChoices, AliasPath, Field, ValidationInfo, field_valid
 from pydantic import model_validator
 
 from .airflow import AirflowSettings, Duration
-from .base import ID_SCHEMA, NOTHING, DefinitionModel, Shown, invalid, merge_key
+from .base import ID_SCHEMA, NOTHING, DefinitionModel, Shown, as_text, check, invalid, merge_key
 from .checks import (
     HYDROCRON_ID_EXAMPLES,
     IDENTIFIER,
@@ -27,7 +27,7 @@ from .checks import (
     safe_url,
     timezone_problem,
 )
-from .parts import Mapping, Notification, PlaceholderVariable, Schedule, SourceAuth, _text
+from .parts import Mapping, Notification, PlaceholderVariable, Schedule, SourceAuth
 from .payloads import PAYLOAD_MODELS, HydrocronPayload, Payload
 
 __all__ = ["WINDOW_VARIABLE_TYPES", "DataConnection", "Task", "TimezoneType"]
@@ -141,8 +141,7 @@ class DataConnection(DefinitionModel):
         if "{" in rest or "}" in rest:
             problems.append(((), "unbalanced '{' or '}' (encode literal braces as %7B and %7D)",
                              "placeholders written as {name}", shown))
-        if problems:
-            raise invalid(*problems[0][1:], more=problems[1:])
+        check(problems)
         return value
 
     @field_validator("timestamp_key")
@@ -216,11 +215,10 @@ class DataConnection(DefinitionModel):
             problems += [((i, "name"), f"the variable '{name}' has no {{{name}}} in the source "
                                        "URL", f"{{{name}}} in source_url", safe_url(url))
                          for name, i in seen.items() if name not in in_url]
-        if problems:
-            raise invalid(*problems[0][1:], at=problems[0][0], more=problems[1:])
+        check(problems)
         return value
 
-    _workspace = field_validator("workspace_id", mode="before")(_text)
+    _workspace = field_validator("workspace_id", mode="before")(as_text)
 
     @model_validator(mode="after")
     def _source_fits_payload(self) -> DataConnection:
@@ -255,8 +253,7 @@ class DataConnection(DefinitionModel):
             problems.append((("auth",), "a Hydrocron API key is not sent by auth: " + why
                              + ", whose password is the key", "no auth",
                              Shown(f"auth with header {self.auth.header_name}")))
-        if problems:
-            raise invalid(*problems[0][1:], at=problems[0][0], more=problems[1:])
+        check(problems)
         return self
 
     def placeholder_names(self) -> list[str]:
@@ -350,8 +347,7 @@ class Task(DefinitionModel):
                      f"task_variables: {{{name}: ...}}",
                      Shown(", ".join(f"'{k}'" for k in value) or "no task variables"))
                     for name in connection.per_task_names() if name not in value]
-        if problems:
-            raise invalid(*problems[0][1:], more=problems[1:])
+        check(problems)
         return value
 
     @field_validator("mappings")
@@ -367,8 +363,7 @@ class Task(DefinitionModel):
                      "each datastream targeted once per task", m.target_datastream_id)
                     for i, m in enumerate(value)
                     if first.setdefault(m.target_datastream_id, i) != i]
-        if problems:
-            raise invalid(*problems[0][1:], at=problems[0][0], more=problems[1:])
+        check(problems)
         return value
 
     @model_validator(mode="after")
@@ -385,8 +380,7 @@ class Task(DefinitionModel):
             problems.append((("airflow", "catchup"), "catchup needs the task's start_time, "
                              "where the backfill begins", "a start_time with catchup: true",
                              True))
-        if problems:
-            raise invalid(*problems[0][1:], at=problems[0][0], more=problems[1:])
+        check(problems)
         return self
 
     @property

@@ -9,7 +9,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AliasChoices, AliasPath, Field, field_validator, model_validator
 
-from .base import ID_SCHEMA, NOTHING, DefinitionModel, Shown, invalid
+from .base import ID_SCHEMA, NOTHING, DefinitionModel, Shown, as_text, check, invalid
 from .checks import IDENTIFIER, check_timestamp_format, crontab_problem, timezone_problem
 
 __all__ = ["IntervalPeriod", "Mapping", "Notification", "PlaceholderVariable", "Schedule",
@@ -166,8 +166,7 @@ class Schedule(DefinitionModel):
         if self.interval is not None and self.crontab is not None:
             problems.append((("crontab",), "a schedule is an interval or a crontab, not both",
                              "either interval + interval_period or crontab", self.crontab))
-        if problems:
-            raise invalid(*problems[0][1:], at=problems[0][0], more=problems[1:])
+        check(problems)
         return self
 
     @property
@@ -196,14 +195,8 @@ class Notification(DefinitionModel):
         value = tuple(v.strip() for v in value)
         problems = [((i,), "not an email address", "an address such as ops@example.com", v)
                     for i, v in enumerate(value) if not _EMAIL.match(v)]
-        if problems:
-            raise invalid(*problems[0][1:], at=problems[0][0], more=problems[1:])
+        check(problems)
         return value
-
-
-def _text(value: Any) -> Any:
-    """Column indexes and feature ids are often written as numbers; they are text."""
-    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class Mapping(DefinitionModel):
@@ -221,7 +214,7 @@ class Mapping(DefinitionModel):
         description="the id of the HydroServer datastream to load")
     feature_id: Annotated[str | None, ID_SCHEMA] = None  # HYDROCRON fan-out: its feature
 
-    _index = field_validator("source_identifier", mode="before")(_text)
+    _index = field_validator("source_identifier", mode="before")(as_text)
 
     @field_validator("source_identifier")
     @classmethod
@@ -243,5 +236,5 @@ class Mapping(DefinitionModel):
     @field_validator("feature_id", mode="before")
     @classmethod
     def _feature_text(cls, value: Any) -> Any:
-        value = _text(value)
+        value = as_text(value)
         return (value.strip() or None) if isinstance(value, str) else value

@@ -12,7 +12,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ..defaults import HYDROCRON_CONN_ID
-from .base import ID_SCHEMA, DefinitionModel, describe_found, invalid
+from .base import ID_SCHEMA, DefinitionModel, as_text, check, describe_found, invalid
 from .checks import hydrocron_field_problem, hydrocron_id_problem, jmespath_problem
 
 __all__ = ["DELIMITERS", "PAYLOAD_MODELS", "PAYLOAD_TYPES", "CSVPayload", "HydrocronPayload",
@@ -110,13 +110,6 @@ _FEATURES = {"reach": "Reach", "node": "Node", "priorlake": "PriorLake", "prior_
 _RULE = re.compile(r"\s*[A-Za-z_][A-Za-z0-9_]*\s*(<=|>=|==|!=|<|>|=)\s*[-+]?\d+(\.\d+)?\s*\Z")
 
 
-def _text_id(value: Any) -> Any:
-    """Ids written as numbers are text; blank is unset."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return (value.strip() or None) if isinstance(value, str) else value
-
-
 class HydrocronPayload(_Payload):
     """NASA Hydrocron SWOT time series of one river reach, river node or prior lake.
 
@@ -153,7 +146,8 @@ class HydrocronPayload(_Payload):
     @field_validator("feature_id", mode="before")
     @classmethod
     def _feature_id_text(cls, value: Any) -> Any:
-        return _text_id(value)
+        value = as_text(value)
+        return (value.strip() or None) if isinstance(value, str) else value
 
     @field_validator("feature_id")
     @classmethod
@@ -186,8 +180,7 @@ class HydrocronPayload(_Payload):
     def _fields(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         problems = [((i,), problem, "a SWOT field such as wse, width, slope, area_total", name)
                     for i, name in enumerate(value) if (problem := hydrocron_field_problem(name))]
-        if problems:
-            raise invalid(*problems[0][1:], at=problems[0][0], more=problems[1:])
+        check(problems)
         return tuple(dict.fromkeys(value))
 
     @field_validator("quality_filter")
@@ -196,8 +189,7 @@ class HydrocronPayload(_Payload):
         problems = [((i,), "a quality rule is '<field> <comparison> <number>'",
                      "e.g. 'reach_q <= 1' or 'ice_clim_f == 0'", rule)
                     for i, rule in enumerate(value or ()) if not _RULE.match(rule)]
-        if problems:
-            raise invalid(*problems[0][1:], at=problems[0][0], more=problems[1:])
+        check(problems)
         return value
 
     @field_validator("overlap_hours")
@@ -260,8 +252,7 @@ class HydrocronPayload(_Payload):
                                  describe_found(spec)))
                 continue
             out[name] = {k: spec[k] for k in ("from", "to") if spec.get(k)}
-        if problems:
-            raise invalid(*problems[0][1:], at=problems[0][0], more=problems[1:])
+        check(problems)
         return out
 
     @model_validator(mode="after")
