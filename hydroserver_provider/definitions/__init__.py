@@ -22,17 +22,47 @@ from __future__ import annotations
 
 from .airflow import DURATION_EXPECTED, AirflowSettings, parse_duration
 from .base import HIDDEN, NOTHING, Shown
-from .checks import (HYDROCRON_ID_DIGITS, compile_jmespath, crontab_problem,
-                     hydrocron_field_problem, hydrocron_id_problem, normalise_offset,
-                     placeholder_names, strftime_problem, timezone_problem)
-from .files import (DefinitionFile, connection_location, load_definition_file,
-                    load_definition_paths, load_definitions, parse_data_connection,
-                    parse_definitions, parse_task, task_location)
+from .checks import (
+                     HYDROCRON_ID_DIGITS,
+                     compile_jmespath,
+                     crontab_problem,
+                     hydrocron_field_problem,
+                     hydrocron_id_problem,
+                     normalise_offset,
+                     placeholder_names,
+                     strftime_problem,
+                     timezone_problem,
+)
+from .files import (
+                     DefinitionFile,
+                     connection_location,
+                     load_definition_file,
+                     load_definition_paths,
+                     load_definitions,
+                     parse_data_connection,
+                     parse_definitions,
+                     parse_task,
+                     task_location,
+)
 from .models import WINDOW_VARIABLE_TYPES, DataConnection, Task, TimezoneType
-from .parts import (IntervalPeriod, Mapping, Notification, PlaceholderVariable, Schedule,
-                    SourceAuth, VariableType)
-from .payloads import (DELIMITERS, PAYLOAD_MODELS, PAYLOAD_TYPES, CSVPayload, HydrocronPayload,
-                       JSONPayload, Payload)
+from .parts import (
+                     IntervalPeriod,
+                     Mapping,
+                     Notification,
+                     PlaceholderVariable,
+                     Schedule,
+                     SourceAuth,
+                     VariableType,
+)
+from .payloads import (
+                     DELIMITERS,
+                     PAYLOAD_MODELS,
+                     PAYLOAD_TYPES,
+                     CSVPayload,
+                     HydrocronPayload,
+                     JSONPayload,
+                     Payload,
+)
 
 __all__ = [
     "DELIMITERS", "DURATION_EXPECTED", "HIDDEN", "HYDROCRON_ID_DIGITS", "NOTHING",

@@ -15,13 +15,19 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, ClassVar, get_args
 
-from pydantic import AliasChoices, AliasGenerator, BaseModel, ConfigDict, WithJsonSchema
-from pydantic import model_validator
+from pydantic import (
+    AliasChoices,
+    AliasGenerator,
+    BaseModel,
+    ConfigDict,
+    WithJsonSchema,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 __all__ = ["HIDDEN", "ID_SCHEMA", "NOTHING", "DefinitionModel", "Shown", "as_text", "check",
-           "describe_found", "invalid", "merge_key", "suggest"]
+           "describe_found", "invalid", "merge_key", "not_blank", "suggest"]
 
 
 class Shown(str):
@@ -82,6 +88,15 @@ def check(problems: list[tuple]) -> None:
     """Raise ``problems`` (each ``(at, message, expected, found)``) together, if there is any."""
     if problems:
         raise invalid(*problems[0][1:], at=problems[0][0], more=problems[1:])
+
+
+def not_blank(message: str, expected: str) -> Any:
+    """A validator refusing blank text with ``message``."""
+    def check_text(value: str) -> str:
+        if not value.strip():
+            raise invalid(message, expected, value)
+        return value
+    return check_text
 
 
 def as_text(value: Any) -> Any:

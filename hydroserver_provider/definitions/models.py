@@ -11,11 +11,27 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AliasChoices, AliasPath, Field, ValidationInfo, field_validator
-from pydantic import model_validator
+from pydantic import (
+    AliasChoices,
+    AliasPath,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .airflow import AirflowSettings, Duration
-from .base import ID_SCHEMA, NOTHING, DefinitionModel, Shown, as_text, check, invalid, merge_key
+from .base import (
+    ID_SCHEMA,
+    NOTHING,
+    DefinitionModel,
+    Shown,
+    as_text,
+    check,
+    invalid,
+    merge_key,
+    not_blank,
+)
 from .checks import (
     HYDROCRON_ID_EXAMPLES,
     IDENTIFIER,
@@ -64,7 +80,7 @@ class DataConnection(DefinitionModel):
     description: str = ""
     # required, except for HYDROCRON (the Airflow connection's endpoint)
     source_url: str | None = Field(
-        None, description="the URL to fetch, e.g. https://example.com/data.csv")
+        default=None, description="the URL to fetch, e.g. https://example.com/data.csv")
     payload: Payload
     timestamp_key: str = Field(
         default="timestamp", description="the column (CSV) or field (JSON) holding timestamps")
@@ -115,12 +131,10 @@ class DataConnection(DefinitionModel):
         data["payload"] = payload
         return data
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not value.strip():
-            raise invalid("a data connection needs a name", "a non-empty name", value)
-        return value
+    _name = field_validator("name")(not_blank("a data connection needs a name",
+                                              "a non-empty name"))
+    _key = field_validator("timestamp_key")(not_blank(
+        "the timestamp key is empty", "the column or field holding the timestamps"))
 
     @field_validator("source_url")
     @classmethod
@@ -142,14 +156,6 @@ class DataConnection(DefinitionModel):
             problems.append(((), "unbalanced '{' or '}' (encode literal braces as %7B and %7D)",
                              "placeholders written as {name}", shown))
         check(problems)
-        return value
-
-    @field_validator("timestamp_key")
-    @classmethod
-    def _key(cls, value: str) -> str:
-        if not value.strip():
-            raise invalid("the timestamp key is empty",
-                          "the column or field holding the timestamps", value)
         return value
 
     @field_validator("timestamp_format")
@@ -314,12 +320,7 @@ class Task(DefinitionModel):
                       equal_ok=False)
         return data
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not value.strip():
-            raise invalid("a task needs a name", "a non-empty name", value)
-        return value
+    _name = field_validator("name")(not_blank("a task needs a name", "a non-empty name"))
 
     @field_validator("data_connection", mode="before")
     @classmethod

@@ -9,7 +9,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AliasChoices, AliasPath, Field, field_validator, model_validator
 
-from .base import ID_SCHEMA, NOTHING, DefinitionModel, Shown, as_text, check, invalid
+from .base import ID_SCHEMA, NOTHING, DefinitionModel, Shown, as_text, check, invalid, not_blank
 from .checks import IDENTIFIER, check_timestamp_format, crontab_problem, timezone_problem
 
 __all__ = ["IntervalPeriod", "Mapping", "Notification", "PlaceholderVariable", "Schedule",
@@ -215,14 +215,8 @@ class Mapping(DefinitionModel):
     feature_id: Annotated[str | None, ID_SCHEMA] = None  # HYDROCRON fan-out: its feature
 
     _index = field_validator("source_identifier", mode="before")(as_text)
-
-    @field_validator("source_identifier")
-    @classmethod
-    def _source(cls, value: str) -> str:
-        if not value.strip():
-            raise invalid("the source identifier is empty",
-                          "the column (CSV) or field (JSON) name", value)
-        return value
+    _source = field_validator("source_identifier")(not_blank(
+        "the source identifier is empty", "the column (CSV) or field (JSON) name"))
 
     @field_validator("target_datastream_id")
     @classmethod
