@@ -406,10 +406,53 @@ def test_published_schema_is_up_to_date():
         "regenerate with: python -m hydroserver_provider.definitions.schema")
 
 
+GUIDE_EXAMPLE = {  # the data connections and tasks of hydroserverpy's loading guide, as a file
+    "data_connections": [
+        {"name": "My CSV Source", "workspace": "your-workspace-id",
+         "source_url": "https://api.example.com/readings.csv?start={start_date}",
+         "timestamp_key": "Timestamp", "payload_type": "CSV",
+         "description": "Hourly sensor readings.", "timestamp_format": "%Y-%m-%d %H:%M:%S",
+         "timezone_type": "utc", "header_row": 1, "data_start_row": 2, "delimiter": ",",
+         "placeholder_variables": [{"name": "start_date",
+                                    "variable_type": "latest_observation_timestamp",
+                                    "timestamp_format": "%Y-%m-%dT%H:%M:%S"}]},
+        {"name": "My JSON Source", "workspace": "your-workspace-id",
+         "source_url": "https://api.example.com/readings.json", "timestamp_key": "datetime",
+         "payload_type": "JSON", "jmespath": "data[*]"},
+        {"name": "Mountain Time Source", "workspace": "your-workspace-id",
+         "source_url": "https://api.example.com/readings.csv", "timestamp_key": "Time",
+         "payload_type": "CSV", "timezone_type": "iana", "timezone": "America/Denver"},
+        {"name": "Station API", "workspace": "your-workspace-id",
+         "source_url": "https://api.example.com/{station_id}?as_of={run_time}",
+         "timestamp_key": "timestamp", "payload_type": "JSON", "jmespath": "observations[*]",
+         "placeholder_variables": [{"name": "station_id", "variable_type": "per_task"},
+                                   {"name": "run_time", "variable_type": "run_time",
+                                    "timestamp_format": "%Y-%m-%dT%H:%M:%S"}]},
+        {"name": "Notified Source", "workspace": "your-workspace-id",
+         "source_url": "https://api.example.com/readings.csv", "timestamp_key": "Timestamp",
+         "payload_type": "CSV", "notification": {
+             "recipient_emails": ["admin@example.com", "engineer@example.com"],
+             "schedule": {"enabled": True, "interval": 1, "interval_period": "days"}}},
+    ],
+    "tasks": [
+        {"name": "Hourly Temperature and Humidity", "data_connection": "My CSV Source",
+         "description": "Loads hourly readings from the station API.",
+         "mappings": [{"source_identifier": "Temperature", "target_datastream_id": "t-id"},
+                      {"source_identifier": "Humidity", "target_datastream_id": "h-id"}],
+         "interval": 1, "interval_period": "hours", "enabled": True},
+        {"name": "Station 42 Temperature", "data_connection": "Station API",
+         "task_variables": {"station_id": "station-42"},
+         "mappings": [{"source_identifier": "Temperature", "target_datastream_id": "s-id"}],
+         "interval": 1, "interval_period": "hours", "enabled": True},
+    ],
+}
+
+
 def _examples():
     yield "design", yaml.safe_load(DESIGN_EXAMPLE)
     yield "json", JSON_EXAMPLE
     yield "export", hydroserver_export()
+    yield "guide", GUIDE_EXAMPLE
     for path in sorted((REPO / "dags" / "definitions").glob("*.y*ml")) + sorted(
             (REPO / "dags" / "definitions").glob("*.json")):
         yield path.name, yaml.safe_load(path.read_text(encoding="utf-8"))
