@@ -504,8 +504,7 @@ def load_definitions(folder: str | os.PathLike) -> tuple[list[DefinitionFile],
         return [], [DefinitionError("the definitions folder does not exist", location=str(root),
                                     expected="a folder of .yaml, .yml or .json files",
                                     found=str(root))]
-    files = _check_conflicts([_load_unchecked(path) for path in definition_paths(root)])
-    return files, [e for f in files for e in f.errors]
+    return load_definition_paths([root])
 
 
 def load_definition_paths(paths: Iterable[str | os.PathLike]) -> tuple[list[DefinitionFile],

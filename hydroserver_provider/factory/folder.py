@@ -130,7 +130,8 @@ def build_dags(folder: str | os.PathLike[str], *, only_dag_id: str | None = None
 
     Never raises for a definition problem: a broken file, task or setting lands in
     ``result.errors`` (naming file, task and field) and every other task still gets its DAG.
-    ``only_dag_id``: build just that DAG (what a worker needs; see :func:`_build_only`).
+    ``only_dag_id``: build just that DAG (what a worker needs; see
+    :func:`~hydroserver_provider.definitions.files.load_one_task`).
     ``build=False``: only check -- every problem of the folder, no DAG objects.
     """
     reset_config_cache()  # the configuration may have changed since the last folder
