@@ -12,7 +12,8 @@ expected and what was found, all problems of a definition together.
 Modules: ``base`` (the model base, spellings, how validators report), ``checks`` (single values),
 ``payloads`` (the discriminated union), ``parts`` and ``models`` (the models), ``airflow`` (the
 typed Airflow settings), ``errors`` (pydantic's errors -> ``DefinitionError``), ``files``
-(reading files and folders, references and conflicts between definitions), ``schema``.
+(reading files and folders, conflicts between definitions), ``build`` (one definition, its data
+connection reference and the file's defaults), ``schema``.
 
 Nothing here imports Airflow, pandas or requests; JMESPath and croniter are imported only when a
 definition needs them, and compiled expressions are cached.
@@ -22,46 +23,43 @@ from __future__ import annotations
 
 from .airflow import DURATION_EXPECTED, AirflowSettings, parse_duration
 from .base import HIDDEN, NOTHING, Shown
+from .build import connection_location, parse_data_connection, parse_task, task_location
 from .checks import (
-                     HYDROCRON_ID_DIGITS,
-                     compile_jmespath,
-                     crontab_problem,
-                     hydrocron_field_problem,
-                     hydrocron_id_problem,
-                     normalise_offset,
-                     placeholder_names,
-                     strftime_problem,
-                     timezone_problem,
+    HYDROCRON_ID_DIGITS,
+    compile_jmespath,
+    crontab_problem,
+    hydrocron_field_problem,
+    hydrocron_id_problem,
+    normalise_offset,
+    placeholder_names,
+    strftime_problem,
+    timezone_problem,
 )
 from .files import (
-                     DefinitionFile,
-                     connection_location,
-                     load_definition_file,
-                     load_definition_paths,
-                     load_definitions,
-                     parse_data_connection,
-                     parse_definitions,
-                     parse_task,
-                     task_location,
+    DefinitionFile,
+    load_definition_file,
+    load_definition_paths,
+    load_definitions,
+    parse_definitions,
 )
 from .models import WINDOW_VARIABLE_TYPES, DataConnection, Task, TimezoneType
 from .parts import (
-                     IntervalPeriod,
-                     Mapping,
-                     Notification,
-                     PlaceholderVariable,
-                     Schedule,
-                     SourceAuth,
-                     VariableType,
+    IntervalPeriod,
+    Mapping,
+    Notification,
+    PlaceholderVariable,
+    Schedule,
+    SourceAuth,
+    VariableType,
 )
 from .payloads import (
-                     DELIMITERS,
-                     PAYLOAD_MODELS,
-                     PAYLOAD_TYPES,
-                     CSVPayload,
-                     HydrocronPayload,
-                     JSONPayload,
-                     Payload,
+    DELIMITERS,
+    PAYLOAD_MODELS,
+    PAYLOAD_TYPES,
+    CSVPayload,
+    HydrocronPayload,
+    JSONPayload,
+    Payload,
 )
 
 __all__ = [

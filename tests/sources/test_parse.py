@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from hydroserver_provider.definitions import CSVPayload, DataConnection
+from hydroserver_provider.definitions import CSVPayload, DataConnection, parse_data_connection
 from hydroserver_provider.errors import DefinitionError, ParseError
 from hydroserver_provider.sources.parse import ParseResult, SeriesBuilder, parse_payload
 from hydroserver_provider.timestamps import TimestampParser
@@ -221,9 +221,13 @@ def test_delimiter_words_become_characters_in_the_definition(tmp_path):
     # anything else never reaches the reader.
     assert CSVPayload(delimiter="Comma").delimiter == ","
     assert CSVPayload(delimiter="TAB").delimiter == "\t"
-    with pytest.raises(ValidationError) as info:
+    with pytest.raises(ValidationError, match="unknown delimiter"):
         CSVPayload(delimiter="colon")
-    assert "unknown delimiter" in str(info.value)
+    with pytest.raises(DefinitionError) as info:
+        parse_data_connection({"name": "C", "source_url": "https://x.org/a.csv",
+                               "payload_type": "CSV", "delimiter": "colon"})
+    assert "'colon'" in str(info.value)
+    assert "semicolon" in str(info.value) and "pipe" in str(info.value)
     content = "Timestamp\tStage\n2024-01-01T00:00:00Z\t1.5\n"
     result = parse_file(tmp_path, content, ["Stage"], csv_connection(delimiter="tab"))
     assert values_of(result, "Stage") == [1.5]
