@@ -97,7 +97,7 @@ def _connection(raw: dict, location: str,
         lookup.get(value) if isinstance(value, (dict, str)) else None)
     if isinstance(value, dict) and entry is None:
         connection, errors[len(errors):] = validate(
-            DataConnection, value, f"{location}, data connection '{value.get('name')}'")
+            DataConnection, value, f"{location}, {connection_location(value)}")
         return connection, errors
     if isinstance(entry, DataConnection):
         return entry, errors

@@ -168,6 +168,9 @@ def _convert(e: Any, model: type[DefinitionModel], raw: Any) -> list[tuple]:
         return [_extra(_walk(model, raw, loc[:-1]), loc[-1], e.get("input"))]
     if kind.startswith("union_tag"):
         return [_payload_type(_walk(model, raw, loc[:-1]))]
+    if kind == "invalid_key" or loc[-1:] == ("[key]",):  # YAML reads `1: x` as a number key
+        return [("keys are text", _walk(model, raw, loc[:-2 if kind != "invalid_key" else -1])
+                 .text, "a text key", describe_found(e.get("input")))]
     spot = _walk(model, raw, loc)
     field = spot.owner.model_fields.get(spot.name) if spot.owner and spot.name else None
     found = describe_found(e.get("input"))

@@ -783,6 +783,18 @@ def test_wrong_types():
     assert by_field["enabled"].expected == "true or false"
 
 
+def test_keys_written_as_numbers_are_refused():
+    data = seed_connection(placeholder_variables=[
+        {"name": "station_id", "variable_type": "per_task", 1: "x"},
+        {"name": "start", "variable_type": "window_start"}])
+    error = one_error(parse_data_connection, data)
+    assert (error.field, error.expected, error.found) == ("placeholder_variables[0]",
+                                                          "a text key", 1)
+    error = one_error(parse_task, seed_task(task_variables={"station_id": "s", 7: "x"}),
+                      [connection()])
+    assert (error.field, error.found) == ("task_variables", 7) and "keys are text" in str(error)
+
+
 def test_all_problems_of_a_connection_are_reported_together():
     data = seed_connection(delimiter="colon", timezone="Nowhere/Land", timestamp_format="%Q",
                            source_url="https://x.org/{station_id}?s={start}&e={end}", extra=1)
