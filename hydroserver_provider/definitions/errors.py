@@ -228,8 +228,8 @@ def _extra(spot: _Spot, key: str, value: Any) -> tuple:
                     "the setting in one place", describe_found(value))
         return _twice(field, where, inner.get(inside) if inside else inner, value)
     owner = spot.owner
-    lifted = {s for f, b in (owner.lifted if owner else {}).items() if b == spot.name
-              for s in owner.spellings[f]}
+    lifted = [s for f, b in (owner.lifted if owner else {}).items() if b == spot.name
+              for s in owner.spellings[f]]
     if key in lifted:  # written in its block and beside it, differently
         outside = _spelt(owner, owner.keys[key], spot.parent)
         return _twice(field, _join(spot.base, outside), spot.parent[outside], value)
@@ -246,8 +246,8 @@ def _extra(spot: _Spot, key: str, value: Any) -> tuple:
                 describe_found(value))
     choices = [*node.keys, *node.moved, *lifted]
     hint = suggest(key, choices)
-    known = ", ".join(dict.fromkeys([*node.model_fields, *(node.keys.get(k, k) for k in
-                                                           [*node.moved, *lifted])]))
+    known = ", ".join(dict.fromkeys([*node.model_fields, *(k for k in [*node.moved, *lifted]
+                                                           if k.islower())]))
     message = node.unknown or f"unknown key in {node.what}"
     return (message + (f" (did you mean '{hint}'?)" if hint else ""), field,
             f"'{hint}'" if hint else f"one of {known}", key)
