@@ -68,13 +68,13 @@ def main() -> None:
         doc = document(tasks, connections)
         result = parse_definitions(doc, "bench")
         assert not result.errors and len(result.tasks) == tasks, result.errors[:3]
-        fastest, median = best(lambda: parse_definitions(doc, "bench"))
+        fastest, median = best(lambda doc=doc: parse_definitions(doc, "bench"))
         print(f"{tasks} tasks / {connections} connections, from a dict: "
               f"best {fastest * 1000:.0f} ms, median {median * 1000:.0f} ms")
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "bench.yaml"
             path.write_text(yaml.safe_dump(doc, sort_keys=False))
-            fastest, median = best(lambda: load_definition_file(path))
+            fastest, median = best(lambda path=path: load_definition_file(path))
             print(f"{tasks} tasks / {connections} connections, from YAML:  "
                   f"best {fastest * 1000:.0f} ms, median {median * 1000:.0f} ms")
 

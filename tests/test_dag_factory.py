@@ -88,11 +88,6 @@ def one_task(tmp_path: Path, schedule: str = "interval: 1\ninterval_period: hour
     return loaded.tasks[0]
 
 
-def with_airflow(task, **settings):
-    """The task with Airflow settings the loader may not accept yet (tests the factory alone)."""
-    return task.model_copy(update={"airflow": {**task.airflow, **settings}})
-
-
 def scheduled(dag):
     """The DAG as the scheduler sees it (serialized, then deserialized)."""
     from airflow.serialization.serialized_objects import DagSerialization
@@ -329,17 +324,21 @@ def test_unknown_airflow_setting_in_a_file_is_a_definition_error(tmp_path):
 
 
 @pytest.mark.parametrize(("settings", "field"), [
-    ({"bogus": 1}, "airflow.bogus"),
-    ({"retry_delay": "soon"}, "airflow.retry_delay"),
-    ({"chunk_rows": 0}, "airflow.chunk_rows"),
-    ({"pool_per_connection": "yes"}, "airflow.pool_per_connection"),
-    ({"dag_id": "has spaces"}, "airflow.dag_id"),
-    ({"tags": ["x" * 101]}, "airflow.tags"),
+    ("{bogus: 1}", "airflow.bogus"),
+    ("{retry_delay: soon}", "airflow.retry_delay"),
+    ("{chunk_rows: 0}", "airflow.chunk_rows"),
+    ("{pool_per_connection: 'yes'}", "airflow.pool_per_connection"),
+    ("{dag_id: has spaces}", "airflow.dag_id"),
+    ("{tags: [" + "x" * 101 + "]}", "airflow.tags"),
 ])
 def test_settings_the_factory_cannot_use_are_definition_errors(tmp_path, settings, field):
-    with pytest.raises(DefinitionErrors) as caught:
-        factory.build_dag(with_airflow(one_task(tmp_path), **settings), source="one.yaml")
-    (error,) = caught.value.errors
+    # one place checks them: the definitions' AirflowSettings; the DAG is never built
+    folder = tmp_path / "defs"
+    write(folder, "one.yaml", CONNECTIONS + "tasks:" + task_yaml(
+        "Station 42", "interval: 1\ninterval_period: hours", extra=f"airflow: {settings}"))
+    result = factory.build_dags(folder)
+    assert result.dags == {}
+    (error,) = result.errors
     assert error.field == field and "one.yaml: task 'Station 42'" in str(error)
 
 
@@ -536,6 +535,26 @@ def test_worker_fast_path_agrees_with_the_full_load_on_conflicts(tmp_path, monke
     assert factory.build_dags(folder).dags == {}  # one datastream, two tasks: both refused
     monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "hydroserver_station_42")
     assert factory.register_dags({}, folder).dags == {}
+
+
+def test_worker_fast_path_reads_hydroserver_s_camel_case_export(tmp_path, monkeypatch):
+    """The fast path reads references and targets with the models' own spellings: a task of
+    HydroServer's export (dataConnectionId, targetDatastream: {id}) is found and built, and a
+    datastream it shares with another file refuses it there exactly as the full load does."""
+    import json
+
+    connection = {"id": "c1", "name": "C", "sourceUrl": "http://127.0.0.1:8765/data.csv",
+                  "payload": {"type": "CSV", "timestampKey": "Timestamp"}}
+    task = {"id": "t1", "name": "Exported", "dataConnectionId": "C1",
+            "mappings": [{"sourceIdentifier": "v", "targetDatastream": {"id": DS1.upper()}}]}
+    folder = tmp_path / "defs"
+    write(folder, "export.json", json.dumps({"dataConnections": [connection], "tasks": [task]}))
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "hydroserver_exported")
+    assert list(factory.register_dags({}, folder).dags) == ["hydroserver_exported"]
+    write(folder, "other.yaml", CONNECTIONS + "tasks:" + task_yaml("Other station", target=DS1))
+    assert factory.register_dags({}, folder).dags == {}
+    monkeypatch.delenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID")
+    assert factory.build_dags(folder).dags == {}
 
 
 def test_missing_folder_is_reported(tmp_path):

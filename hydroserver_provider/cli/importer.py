@@ -255,7 +255,8 @@ def task_entry(task: Any, defaults: dict[str, Any]) -> dict[str, Any]:
         data.update(schedule)
     else:
         data["schedule"] = schedule
-    extra = {k: v for k, v in task.airflow.items() if defaults.get(k) != v}
+    extra = {k: v for k, v in task.airflow.model_dump(mode="json", exclude_none=True).items()
+             if defaults.get(k) != v}
     if extra:
         data["airflow"] = extra
     return _ordered(data, _TASK_ORDER)

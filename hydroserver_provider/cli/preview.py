@@ -77,8 +77,8 @@ def _preview(args: argparse.Namespace) -> int:
 
     mappings, feature_note = _preview_mappings(task, args.feature)
     client, where = hydroserver_client(
-        args, task.airflow.get("hydroserver_conn_id") or DEFAULT_CONN_ID)
-    print(f"Task:        {task.name}  (DAG {dag_id_for(task.name, task.airflow.get('dag_id'))}, "
+        args, task.airflow.hydroserver_conn_id or DEFAULT_CONN_ID)
+    print(f"Task:        {task.name}  (DAG {dag_id_for(task.name, task.airflow.dag_id)}, "
           f"{source})")
     print(f"Connection:  {connection.name} ({connection.payload.type})")
     print(f"HydroServer: {where}")
@@ -153,7 +153,7 @@ def find_task(location: Path, wanted: str) -> tuple[Any, str]:
         for task in loaded.tasks:
             names.append(task.name)
             if (" ".join(task.name.split()).casefold() == key
-                    or dag_id_for(task.name, task.airflow.get("dag_id")) == wanted):
+                    or dag_id_for(task.name, task.airflow.dag_id) == wanted):
                 return task, loaded.source
     mine = [e for e in errors if e.location and f"task '{wanted}'" in e.location]
     if mine:
@@ -240,7 +240,7 @@ def _hydrocron_source(task: Any, mappings: list[Any]) -> Any:
     from hydroserver_provider.hooks.hydrocron import HydrocronHook
     from hydroserver_provider.sources.hydrocron.source import HydrocronSource
 
-    hook = HydrocronHook.for_payload(payload, task.airflow.get("hydrocron_conn_id"))
+    hook = HydrocronHook.for_payload(payload, task.airflow.hydrocron_conn_id)
     return HydrocronSource(hook.get_conn(), feature_id=mappings[0].feature_id
                            if task.hydrocron_features else None)
 

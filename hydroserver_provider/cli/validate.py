@@ -1,9 +1,10 @@
 """``hydroserver-airflow validate PATH...``: every problem of some definition files, at once.
 
-The same checks as the DAG file and its import-error report: each file on its own (the loader),
-then across everything given (task names and ids, datastreams written by two tasks, colliding
-DAG ids) and what only the DAG factory sees (Airflow settings). Meant for CI and for editing:
-exit code 1 and one line per problem, or 0 and one ``OK`` line.
+The same checks as the DAG file and its import-error report: each file on its own (the loader:
+every definition, Airflow settings included, each problem once -- a task whose data connection
+is broken still gets its own problems listed), then across everything given (task names and
+ids, datastreams written by two tasks, colliding DAG ids, digest DAGs). Meant for CI and for
+editing: exit code 1 and one line per problem, or 0 and one ``OK`` line.
 """
 
 from __future__ import annotations

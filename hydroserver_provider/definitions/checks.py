@@ -12,24 +12,13 @@ import functools
 import re
 from typing import Any
 
-from .error_values import suggest
+from hydroserver_provider.definitions.base import invalid, suggest
 
-__all__ = [
-    "HYDROCRON_ID_DIGITS",
-    "HYDROCRON_ID_EXAMPLES",
-    "IDENTIFIER",
-    "PLACEHOLDER",
-    "compile_jmespath",
-    "crontab_problem",
-    "hydrocron_field_problem",
-    "hydrocron_id_problem",
-    "jmespath_problem",
-    "normalise_offset",
-    "placeholder_names",
-    "safe_url",
-    "strftime_problem",
-    "timezone_problem",
-]
+__all__ = ["HYDROCRON_ID_DIGITS", "HYDROCRON_ID_EXAMPLES", "IDENTIFIER", "PLACEHOLDER",
+           "check_timestamp_format", "compile_jmespath", "crontab_problem",
+           "hydrocron_field_problem", "hydrocron_id_problem", "jmespath_problem",
+           "normalise_offset", "placeholder_names", "safe_url", "strftime_problem",
+           "timezone_problem"]
 
 # ``{name}`` in a source URL (same rule as placeholders.py: an identifier between braces).
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -71,7 +60,7 @@ def strftime_problem(fmt: str, *, needs_date: bool = True) -> str | None:
 @functools.lru_cache(maxsize=4096)
 def compile_jmespath(expression: str) -> Any:
     """``jmespath.compile(expression)``, cached; raises jmespath's ParseError/LexerError."""
-    import jmespath  # noqa: PLC0415  (only JSON connections pay for the import)
+    import jmespath
 
     return jmespath.compile(expression)
 
@@ -93,13 +82,11 @@ _CRON_PRESETS = {
     "@weekly": "0 0 * * 0", "@monthly": "0 0 1 * *", "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
 }
-_CRON_ITEM = r"(\*|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/[0-9]+)?"
-_CRON_FIELD = re.compile(rf"{_CRON_ITEM}(,{_CRON_ITEM})*\Z")
 
 
 @functools.lru_cache(maxsize=4096)
 def crontab_problem(expression: str) -> str | None:
-    """What is wrong with a 5-field cron expression, or None (croniter decides when installed)."""
+    """What is wrong with a 5-field cron expression, or None (croniter, Airflow's, decides)."""
     preset = _CRON_PRESETS.get(expression.strip().lower())
     if preset:
         return f"presets are not accepted; write '{preset}'"
@@ -107,16 +94,9 @@ def crontab_problem(expression: str) -> str | None:
     if len(fields) != 5:
         return (f"has {len(fields)} field{'s' if len(fields) != 1 else ''}; a crontab has 5: "
                 "minute hour day-of-month month day-of-week")
-    try:
-        from croniter import croniter  # noqa: PLC0415  (Airflow depends on croniter)
-    except ImportError:  # pragma: no cover - Airflow installs croniter
-        bad = [f for f in fields if not _CRON_FIELD.match(f)]
-        return f"field '{bad[0]}' is not a cron field" if bad else None
-    try:
-        valid = croniter.is_valid(expression)
-    except Exception:  # pragma: no cover - defensive: is_valid should not raise
-        valid = False
-    return None if valid else "is not a valid cron expression"
+    from croniter import croniter
+
+    return None if croniter.is_valid(expression) else "is not a valid cron expression"
 
 
 def normalise_offset(value: str) -> str | None:
@@ -132,7 +112,7 @@ def normalise_offset(value: str) -> str | None:
 
 @functools.lru_cache(maxsize=1)
 def _available_zones() -> tuple[str, ...]:
-    import zoneinfo  # noqa: PLC0415
+    import zoneinfo
 
     return tuple(sorted(zoneinfo.available_timezones()))
 
@@ -140,7 +120,7 @@ def _available_zones() -> tuple[str, ...]:
 @functools.lru_cache(maxsize=1024)
 def timezone_problem(name: str) -> str | None:
     """What is wrong with an IANA zone name, or None (zoneinfo decides; results are cached)."""
-    from zoneinfo import ZoneInfo  # noqa: PLC0415
+    from zoneinfo import ZoneInfo
 
     try:
         ZoneInfo(name)
@@ -213,3 +193,18 @@ def hydrocron_id_problem(feature_id: str, feature: str) -> tuple[str, str] | Non
     if not (feature_id.isascii() and feature_id.isdigit()) or len(feature_id) != digits:
         return (f"not a Hydrocron {feature} id", HYDROCRON_ID_EXAMPLES[feature])
     return None
+
+
+def check_timestamp_format(value: str | None, *, for_url: bool = False) -> str | None:
+    """Normalise ``ISO8601`` (any case) to None and check a strftime format."""
+    if value is None:
+        return None
+    if value.strip().replace("-", "").replace(" ", "").lower() in ("", "iso", "iso8601"):
+        return None  # ISO 8601 (same spellings as timestamps.is_iso_format)
+    problem = strftime_problem(value, needs_date=not for_url)
+    if problem:
+        raise invalid(f"the timestamp format {problem}",
+                      "a strftime format, e.g. '%Y-%m-%dT%H:%M:%S'" if for_url else
+                      "a strftime format with a date, e.g. '%Y-%m-%dT%H:%M:%S', or ISO8601",
+                      value)
+    return value

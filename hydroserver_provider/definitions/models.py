@@ -1,21 +1,41 @@
 """A data connection and a task: the models the ingestion core runs.
 
-Building one from canonical values checks them (a wrong value raises pydantic's
-``ValidationError``); a dict in either vocabulary is normalised first (``vocabulary.py``).
+Each accepts both vocabularies: hydroserverpy's guide (snake_case, ``payload_type`` beside flat
+payload keys, flat schedule keys on a task) and HydroServer's camelCase export (``payload:`` and
+``schedule:`` blocks, ``targetDatastream: {id}``, ``workspace: {id}``). The flat keys are moved
+into their blocks before validation (``moved``); everything else is spelt by aliases.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    AliasPath,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from .airflow_settings import check_airflow_settings
-from .checks import (
+from hydroserver_provider.definitions.airflow import AirflowSettings, Duration
+from hydroserver_provider.definitions.base import (
+    ID_SCHEMA,
+    NOTHING,
+    DefinitionModel,
+    Shown,
+    as_text,
+    check,
+    invalid,
+    merge_key,
+    not_blank,
+)
+from hydroserver_provider.definitions.checks import (
     HYDROCRON_ID_EXAMPLES,
     IDENTIFIER,
+    check_timestamp_format,
     hydrocron_field_problem,
     hydrocron_id_problem,
     normalise_offset,
@@ -23,27 +43,14 @@ from .checks import (
     safe_url,
     timezone_problem,
 )
-from .base import (
-    FIELD_HINTS,
-    DefinitionModel,
-    check_timestamp_format,
-    invalid,
-    invalid_all,
-    is_canonical,
+from hydroserver_provider.definitions.parts import (
+    Mapping,
+    Notification,
+    PlaceholderVariable,
+    Schedule,
+    SourceAuth,
 )
-from .parts import Mapping, Notification, PlaceholderVariable, Schedule, SourceAuth
-from .durations import DURATION_EXPECTED, parse_duration
-from hydroserver_provider.errors import DefinitionErrors
-from .error_values import NOTHING, Shown, describe_found
-from .payloads import PAYLOAD_MODELS, HydrocronPayload, Payload
-from .vocabulary import (
-    DefinitionReader,
-    connection_location,
-    drop_nulls,
-    normalise_connection,
-    normalise_task,
-    task_location,
-)
+from hydroserver_provider.definitions.payloads import PAYLOAD_MODELS, HydrocronPayload, Payload
 
 __all__ = ["WINDOW_VARIABLE_TYPES", "DataConnection", "Task", "TimezoneType"]
 
@@ -52,71 +59,88 @@ WINDOW_VARIABLE_TYPES = frozenset({"window_start", "window_end"})
 
 _BRACED = re.compile(r"\{([^{}]*)\}")
 _URL_SCHEMES = ("http://", "https://", "file://")
-
-
-def _canonical_connection(data: dict) -> bool:
-    """Whether ``data`` already has the canonical shape (the models' own field names)."""
-    if not data.keys() <= DataConnection.model_fields.keys():
-        return False
-    payload = data.get("payload")
-    if isinstance(payload, BaseModel):
-        return True
-    model = PAYLOAD_MODELS.get(payload.get("type")) if isinstance(payload, dict) else None
-    return model is not None and payload.keys() <= model.model_fields.keys()
+_ZONE_EXPECTED = "an IANA time zone such as 'America/Denver'"
+# every spelling of a payload field -> the field (a flat key of the guide's vocabulary)
+_PAYLOAD_KEYS = {s: f for m in PAYLOAD_MODELS.values() for s, f in m.keys.items() if f != "type"}
+_PAYLOAD_SPELLINGS = {f: tuple(s for s in _PAYLOAD_KEYS if _PAYLOAD_KEYS[s] == f)
+                      for f in _PAYLOAD_KEYS.values()}
+_WINDOW = ("data_ingestion_window", "dataIngestionWindow")
+_HEADER = ("auth_header_name", "authHeaderName")
 
 
 class DataConnection(DefinitionModel):
     """Where data comes from, its format, and how to read its timestamps."""
 
+    what = "a data connection"
+    read_only = frozenset({"taskCount", "taskAttentionCount", "task_count",
+                           "task_attention_count", "createdAt", "updatedAt"})
+    secrets = frozenset({"auth_header_value", "authHeaderValue", "api_key", "apiKey", "apikey",
+                         "password", "token"})
+    moved = {**{s: ("payload", f) for s, f in _PAYLOAD_KEYS.items()},
+             "payload_type": ("payload", "type"), "payloadType": ("payload", "type"),
+             **{s: ("auth", "header_name") for s in _HEADER}}
+    lifted = {"timestamp_key": "payload", "timestamp_format": "payload"}
+
     name: str
-    source_url: str | None = None  # required, except for HYDROCRON (the Airflow connection's)
+    id: str | None = None  # HydroServer's id when imported; tasks may reference it
+    description: str = ""
+    # required, except for HYDROCRON (the Airflow connection's endpoint)
+    source_url: str | None = Field(
+        default=None, description="the URL to fetch, e.g. https://example.com/data.csv")
     payload: Payload
-    timestamp_key: str = "timestamp"
+    timestamp_key: str = Field(
+        default="timestamp", description="the column (CSV) or field (JSON) holding timestamps")
     timestamp_format: str | None = None  # strftime; None: detected ISO 8601 ("ISO8601" -> None)
     timezone_type: TimezoneType | None = None
     # "-0700" for offset (±HH:MM is normalised to ±HHMM), "America/Denver" for iana
     timezone: str | None = Field(default=None, validate_default=True)
-    placeholder_variables: tuple[PlaceholderVariable, ...] = Field(
-        default=(), validate_default=True
-    )
+    placeholder_variables: tuple[PlaceholderVariable, ...] = Field(default=(),
+                                                                   validate_default=True)
     auth: SourceAuth | None = None
-    workspace_id: str | None = None
-    description: str = ""
+    workspace_id: Annotated[str | None, ID_SCHEMA] = Field(
+        default=None, validation_alias=AliasChoices("workspace_id", "workspaceId",
+                                                    AliasPath("workspace", "id"), "workspace"))
     notification: Notification | None = None
-    id: str | None = None  # HydroServer's id when imported; tasks may reference it
     # incremental loads: rows this far before a datastream's newest observation that are missing
     # or revised are loaded too (late data); None: only rows after it, like HydroServer's loader
-    lookback: timedelta | None = None
+    lookback: Duration | None = None
 
-    @model_validator(mode="before")
     @classmethod
-    def _vocabulary(cls, data: Any, info: ValidationInfo) -> Any:
-        """Either vocabulary (seed guide, nested payload, HydroServer export) -> canonical."""
-        if is_canonical(info) or not isinstance(data, dict) or _canonical_connection(data):
-            return data
-        r = DefinitionReader(connection_location(data))
-        canonical = drop_nulls(DataConnection, normalise_connection(r, data))
-        if r.errors:
-            raise DefinitionErrors(r.errors)
-        return canonical
+    def _adjust(cls, data: dict) -> dict:
+        block = data.get("payload")
+        if not isinstance(block, (dict, str, type(None))):
+            return data  # a payload model given directly, or a wrong type pydantic reports
+        data = dict(data)
+        payload = {"type": block} if isinstance(block, str) else dict(block or {})
+        for key in ("payload_type", "payloadType"):
+            if key in payload:
+                merge_key(payload, key, payload, "type", ("type",))
+        if not any(payload.get(k) for k in _WINDOW):  # HydroServer's export: null, unused
+            payload = {k: v for k, v in payload.items() if k not in _WINDOW}
+        auth = data.get("auth")
+        if isinstance(auth, dict):
+            data["auth"] = auth = dict(auth)
+        for key in [k for k in data if k in cls.moved]:
+            block_name, field = cls.moved[key]
+            if block_name == "payload":
+                merge_key(data, key, payload, "type" if field == "type" else key,
+                          ("type",) if field == "type" else _PAYLOAD_SPELLINGS[field])
+            elif data[key] in (None, ""):
+                del data[key]  # an export without auth header
+            elif isinstance(auth, dict):
+                merge_key(data, key, auth, "header_name", SourceAuth.spellings["header_name"])
+        for key in [k for k in payload if cls.keys.get(k) in cls.lifted]:
+            merge_key(payload, key, data, key, cls.spellings[cls.keys[key]])
+        kind = payload.get("type")
+        if isinstance(kind, str) and kind.strip().upper() in PAYLOAD_MODELS:
+            payload["type"] = kind.strip().upper()
+        data["payload"] = payload
+        return data
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not value.strip():
-            raise invalid("a data connection needs a name", expected="a non-empty name",
-                          found=value)
-        return value
-
-    @field_validator("lookback", mode="before")
-    @classmethod
-    def _lookback(cls, value: Any) -> Any:
-        if value is None:
-            return None
-        try:
-            return parse_duration(value)
-        except ValueError:
-            raise invalid("not a duration", expected=DURATION_EXPECTED, found=value) from None
+    _name = field_validator("name")(not_blank("a data connection needs a name",
+                                              "a non-empty name"))
+    _key = field_validator("timestamp_key")(not_blank(
+        "the timestamp key is empty", "the column or field holding the timestamps"))
 
     @field_validator("source_url")
     @classmethod
@@ -137,16 +161,7 @@ class DataConnection(DefinitionModel):
         if "{" in rest or "}" in rest:
             problems.append(((), "unbalanced '{' or '}' (encode literal braces as %7B and %7D)",
                              "placeholders written as {name}", shown))
-        if problems:
-            raise invalid_all(problems)
-        return value
-
-    @field_validator("timestamp_key")
-    @classmethod
-    def _key(cls, value: str) -> str:
-        if not value.strip():
-            raise invalid("the timestamp key is empty",
-                          expected="the column or field holding the timestamps", found=value)
+        check(problems)
         return value
 
     @field_validator("timestamp_format")
@@ -157,10 +172,7 @@ class DataConnection(DefinitionModel):
     @field_validator("timezone_type", mode="before")
     @classmethod
     def _zone_type(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = value.strip().lower()
-            return value or None
-        return value
+        return (value.strip().lower() or None) if isinstance(value, str) else value
 
     @field_validator("timezone")
     @classmethod
@@ -171,32 +183,26 @@ class DataConnection(DefinitionModel):
         value = value.strip() if isinstance(value, str) and value.strip() else None
         if kind is None:
             if value is not None:
-                raise invalid(
-                    "a timezone is set but timezone_type is not, so it would be ignored",
-                    expected="timezone_type: offset or iana (or no timezone)", found=value,
-                )
+                raise invalid("a timezone is set but timezone_type is not, so it would be "
+                              "ignored", "timezone_type: offset or iana (or no timezone)", value)
             return None
         if kind == "utc":
             if value is not None and value.upper() not in ("UTC", "Z", "ETC/UTC", "+0000",
                                                             "+00:00", "-0000", "-00:00"):
                 raise invalid("timezone_type utc conflicts with this timezone",
-                              expected="no timezone (or UTC) with timezone_type utc",
-                              found=value)
+                              "no timezone (or UTC) with timezone_type utc", value)
             return None
         if kind == "offset":
             offset = normalise_offset(value) if value is not None else None
             if offset is None:
                 raise invalid("timezone_type offset needs a fixed UTC offset",
-                              expected="an offset like -0700 or +05:30",
-                              found=NOTHING if value is None else value)
+                              "an offset like -0700 or +05:30", NOTHING if value is None else value)
             return offset
         if value is None:  # iana
-            raise invalid("timezone_type iana needs a zone name",
-                          expected="an IANA time zone such as 'America/Denver'", found=NOTHING)
+            raise invalid("timezone_type iana needs a zone name", _ZONE_EXPECTED, NOTHING)
         problem = timezone_problem(value)
         if problem:
-            raise invalid(f"the timezone {problem}",
-                          expected="an IANA time zone such as 'America/Denver'", found=value)
+            raise invalid(f"the timezone {problem}", _ZONE_EXPECTED, value)
         return value
 
     @field_validator("placeholder_variables")
@@ -213,34 +219,26 @@ class DataConnection(DefinitionModel):
         url = info.data.get("source_url")
         if url is not None:
             in_url = placeholder_names(url)
-            for name in in_url:
-                if name not in seen:
-                    problems.append(
-                        ((), f"the source URL has the placeholder {{{name}}} but no placeholder "
-                             "variable describes it",
-                         f"a placeholder_variables entry named '{name}'",
-                         Shown(", ".join(f"'{n}'" for n in seen) or "no variables")))
-            for name, i in seen.items():
-                if name not in in_url:
-                    problems.append(
-                        ((i, "name"), f"the variable '{name}' has no {{{name}}} in the source URL",
-                         f"{{{name}}} in source_url", safe_url(url)))
-        if problems:
-            raise invalid_all(problems)
+            problems += [((), f"the source URL has the placeholder {{{name}}} but no placeholder "
+                              "variable describes it",
+                          f"a placeholder_variables entry named '{name}'",
+                          Shown(", ".join(f"'{n}'" for n in seen) or "no variables"))
+                         for name in in_url if name not in seen]
+            problems += [((i, "name"), f"the variable '{name}' has no {{{name}}} in the source "
+                                       "URL", f"{{{name}}} in source_url", safe_url(url))
+                         for name, i in seen.items() if name not in in_url]
+        check(problems)
         return value
 
-    @field_validator("description", mode="before")
-    @classmethod
-    def _description(cls, value: Any) -> Any:
-        return "" if value is None else value
+    _workspace = field_validator("workspace_id", mode="before")(as_text)
 
     @model_validator(mode="after")
     def _source_fits_payload(self) -> DataConnection:
         """CSV and JSON need a URL; Hydrocron's endpoint, key and time stamps are fixed."""
         if self.payload.type != "HYDROCRON":
             if self.source_url is None:
-                raise invalid("is required", expected=FIELD_HINTS["source_url"],
-                              found=NOTHING, field=("source_url",), relative_to="model")
+                raise invalid("is required", "the URL to fetch, e.g. https://example.com/data.csv",
+                              NOTHING, at=("source_url",))
             return self
         why = "Hydrocron's endpoint and API key come from the Airflow connection " \
               f"'{self.payload.hydrocron_conn_id}' (hydrocron_conn_id)"
@@ -267,8 +265,7 @@ class DataConnection(DefinitionModel):
             problems.append((("auth",), "a Hydrocron API key is not sent by auth: " + why
                              + ", whose password is the key", "no auth",
                              Shown(f"auth with header {self.auth.header_name}")))
-        if problems:
-            raise invalid_all(problems, relative_to="model")
+        check(problems)
         return self
 
     def placeholder_names(self) -> list[str]:
@@ -288,47 +285,76 @@ class DataConnection(DefinitionModel):
         return [v.name for v in self.placeholder_variables if v.variable_type == "per_task"]
 
 
+REFERENCE_KEYS = ("data_connection", "dataConnection", "data_connection_id", "dataConnectionId")
+_FLAT_SCHEDULE = ("interval", "interval_period", "crontab", "start_time", "enabled")
+
+
 class Task(DefinitionModel):
-    """One data connection applied to a set of datastreams, on a schedule."""
+    """One data connection applied to a set of datastreams, on a schedule.
+
+    ``data_connection`` is the model (or an inline one); a reference by name or id is resolved
+    by the definition loader (``parse_task``, ``load_definitions``).
+    """
+
+    what = "a task"
+    read_only = frozenset({"latestRun", "latest_run", "workspaceId", "workspace_id",
+                           "workspace", "createdAt", "updatedAt"})
+    moved: ClassVar[dict[str, tuple[str, str]]] = {
+        s: ("schedule", f) for f in _FLAT_SCHEDULE for s in Schedule.spellings[f]}
 
     name: str
-    data_connection: DataConnection
-    mappings: tuple[Mapping, ...]
-    task_variables: dict[str, str] = Field(default_factory=dict, validate_default=True)
-    schedule: Schedule = Schedule()
-    description: str = ""
-    airflow: dict = {}  # Airflow settings (retries, pool, ...) after merging the file's defaults
     id: str | None = None  # HydroServer's id when imported
+    description: str = ""
+    data_connection: DataConnection = Field(validation_alias=AliasChoices(*REFERENCE_KEYS),
+                                            description="the name or id of a data connection")
+    task_variables: dict[str, str] = Field(default_factory=dict, validate_default=True)
+    mappings: tuple[Mapping, ...] = Field(
+        description="a list of {source_identifier, target_datastream_id}")
+    schedule: Schedule = Schedule()
+    airflow: AirflowSettings = AirflowSettings()  # the file's defaults under the task's own
 
-    @model_validator(mode="before")
     @classmethod
-    def _vocabulary(cls, data: Any, info: ValidationInfo) -> Any:
-        """Either vocabulary; the data connection must be inline (a dict or a model) here:
-        use ``parse_task`` or the definition loader to resolve a name or id."""
-        if is_canonical(info) or not isinstance(data, dict):
+    def _adjust(cls, data: dict) -> dict:
+        block = data.get("schedule")
+        flat = [k for k in data if k in cls.moved]
+        if not flat or not isinstance(block, (dict, type(None))):
             return data
-        r = DefinitionReader(task_location(data))
-        fields, reference, airflow = normalise_task(r, data)
-        canonical = drop_nulls(Task, fields)
-        if isinstance(reference, (dict, DataConnection)):
-            canonical["data_connection"] = reference
-        elif reference is not NOTHING and reference is not None:
-            r.error(("data_connection",), r.where(("data_connection",)),
-                    "a reference by name or id needs the definition loader (parse_task, "
-                    "load_definitions)", "the data connection itself", describe_found(reference))
-        if airflow is not None:
-            settings, errors = check_airflow_settings(airflow, location=r.location)
-            r.errors.extend(errors)
-            canonical["airflow"] = settings
-        if r.errors:
-            raise DefinitionErrors(r.errors)
-        return canonical
+        data = dict(data)
+        schedule = data["schedule"] = dict(block or {})
+        for key in flat:  # in both places is an error, even with the same value
+            merge_key(data, key, schedule, key, Schedule.spellings[cls.moved[key][1]],
+                      equal_ok=False)
+        return data
 
-    @field_validator("name")
+    _name = field_validator("name")(not_blank("a task needs a name", "a non-empty name"))
+
+    @field_validator("data_connection", mode="before")
     @classmethod
-    def _name(cls, value: str) -> str:
-        if not value.strip():
-            raise invalid("a task needs a name", expected="a non-empty name", found=value)
+    def _inline(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise invalid("a reference by name or id needs the definition loader (parse_task, "
+                          "load_definitions)", "the data connection itself", value)
+        return value
+
+    @field_validator("task_variables", mode="before")
+    @classmethod
+    def _unset_variables(cls, value: Any) -> Any:
+        if isinstance(value, dict) and None in value.values():
+            return {k: v for k, v in value.items() if v is not None}
+        return value
+
+    @field_validator("task_variables")
+    @classmethod
+    def _per_task(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        connection = info.data.get("data_connection")
+        if connection is None:
+            return value  # no usable data connection: reported there
+        problems = [((), f"the data connection '{connection.name}' has the per_task variable "
+                         f"'{name}', which this task gives no value",
+                     f"task_variables: {{{name}: ...}}",
+                     Shown(", ".join(f"'{k}'" for k in value) or "no task variables"))
+                    for name in connection.per_task_names() if name not in value]
+        check(problems)
         return value
 
     @field_validator("mappings")
@@ -336,58 +362,32 @@ class Task(DefinitionModel):
     def _mappings(cls, value: tuple[Mapping, ...]) -> tuple[Mapping, ...]:
         if not value:
             raise invalid("a task needs at least one mapping",
-                          expected="mappings: [{source_identifier: ..., "
-                                   "target_datastream_id: ...}]",
-                          found=Shown("no mappings"))
-        problems = []
+                          "mappings: [{source_identifier: ..., target_datastream_id: ...}]",
+                          Shown("no mappings"))
         first: dict[str, int] = {}
-        for i, mapping in enumerate(value):
-            j = first.setdefault(mapping.target_datastream_id, i)
-            if j != i:
-                problems.append(((i, "target_datastream_id"),
-                                 f"this datastream is already the target of mappings[{j}]",
-                                 "each datastream targeted once per task",
-                                 mapping.target_datastream_id))
-        if problems:
-            raise invalid_all(problems)
+        problems = [((i, "target_datastream_id"), f"this datastream is already the target of "
+                     f"mappings[{first[m.target_datastream_id]}]",
+                     "each datastream targeted once per task", m.target_datastream_id)
+                    for i, m in enumerate(value)
+                    if first.setdefault(m.target_datastream_id, i) != i]
+        check(problems)
         return value
-
-    @field_validator("task_variables")
-    @classmethod
-    def _per_task(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
-        connection = info.data.get("data_connection")
-        if isinstance(connection, DataConnection):
-            missing = [n for n in connection.per_task_names() if n not in value]
-            if missing:
-                raise invalid_all([
-                    ((), f"the data connection '{connection.name}' has the per_task variable "
-                           f"'{name}', which this task gives no value",
-                     f"task_variables: {{{name}: ...}}",
-                     Shown(", ".join(f"'{k}'" for k in value) or "no task variables"))
-                    for name in missing
-                ])
-        return value
-
-    @field_validator("description", mode="before")
-    @classmethod
-    def _description(cls, value: Any) -> Any:
-        return "" if value is None else value
 
     @model_validator(mode="after")
-    def _hydrocron(self) -> Task:
-        connection = self.data_connection
-        if not isinstance(connection, DataConnection):
-            return self  # _TaskFields without a usable connection
-        if connection.payload.type != "HYDROCRON":
+    def _fits(self) -> Task:
+        """What depends on the data connection (Hydrocron features), and catchup's start."""
+        payload = self.data_connection.payload
+        if payload.type == "HYDROCRON":
+            problems = _hydrocron_problems(self, payload)
+        else:
             problems = [(("mappings", i, "feature_id"), "feature_id applies to HYDROCRON "
                          "mappings only", "no feature_id", m.feature_id)
                         for i, m in enumerate(self.mappings) if m.feature_id is not None]
-            if problems:
-                raise invalid_all(problems, relative_to="model")
-            return self
-        problems = _hydrocron_task_problems(self, connection.payload)
-        if problems:
-            raise invalid_all(problems, relative_to="model")
+        if self.airflow.catchup and self.schedule.start_time is None:
+            problems.append((("airflow", "catchup"), "catchup needs the task's start_time, "
+                             "where the backfill begins", "a start_time with catchup: true",
+                             True))
+        check(problems)
         return self
 
     @property
@@ -401,7 +401,7 @@ class Task(DefinitionModel):
         return tuple(m.target_datastream_id for m in self.mappings)
 
 
-def _hydrocron_task_problems(task: Task, payload: HydrocronPayload) -> list[tuple]:
+def _hydrocron_problems(task: Task, payload: HydrocronPayload) -> list[tuple]:
     """Where a Hydrocron task's feature ids come from, and whether its fields can be asked for.
 
     The feature id comes from exactly one place: the payload, the task's ``task_variables``, or a
@@ -413,11 +413,9 @@ def _hydrocron_task_problems(task: Task, payload: HydrocronPayload) -> list[tupl
     given = [i for i, m in enumerate(task.mappings) if m.feature_id is not None]
     variable = task.task_variables.get("feature_id")
     if given and len(given) != len(task.mappings):
-        for i, m in enumerate(task.mappings):
-            if m.feature_id is None:
-                problems.append((("mappings", i, "feature_id"), "some mappings name their "
-                                 "feature and this one does not", f"a feature_id ({example})",
-                                 NOTHING))
+        problems += [(("mappings", i, "feature_id"), "some mappings name their feature and this "
+                      "one does not", f"a feature_id ({example})", NOTHING)
+                     for i, m in enumerate(task.mappings) if m.feature_id is None]
     if given and (payload.feature_id or variable):
         where = ("task_variables", "feature_id") if variable else ("mappings", given[0],
                                                                    "feature_id")
@@ -448,9 +446,9 @@ def _hydrocron_task_problems(task: Task, payload: HydrocronPayload) -> list[tupl
             problems.append((("mappings", i, "feature_id"), *problem,
                              task.mappings[i].feature_id))
     for i, m in enumerate(task.mappings):
-        problem = hydrocron_field_problem(m.source_identifier)
-        if problem:
-            problems.append((("mappings", i, "source_identifier"), problem,
+        field_problem = hydrocron_field_problem(m.source_identifier)
+        if field_problem:
+            problems.append((("mappings", i, "source_identifier"), field_problem,
                              "a SWOT field such as wse, width, slope, area_total",
                              m.source_identifier))
         elif payload.fields and m.source_identifier not in payload.fields:

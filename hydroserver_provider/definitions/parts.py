@@ -4,40 +4,30 @@ and mapping."""
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
-from typing import Any, Literal
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import ValidationInfo, field_validator, model_validator
+from pydantic import AliasChoices, AliasPath, Field, field_validator, model_validator
 
-from .checks import IDENTIFIER, crontab_problem, timezone_problem
-from .keys import (
-    AUTH_KEYS,
-    MAPPING_KEYS,
-    MAPPING_READ_ONLY,
-    NOTIFICATION_KEYS,
-    PLACEHOLDER_KEYS,
-    SCHEDULE_KEYS,
-    SCHEDULE_READ_ONLY,
-    respell,
-)
-from .base import (
+from hydroserver_provider.definitions.base import (
+    ID_SCHEMA,
+    NOTHING,
     DefinitionModel,
-    check_timestamp_format,
+    Shown,
+    as_text,
+    check,
     invalid,
-    invalid_all,
-    is_canonical,
+    not_blank,
 )
-from .error_values import NOTHING, Shown
+from hydroserver_provider.definitions.checks import (
+    IDENTIFIER,
+    check_timestamp_format,
+    crontab_problem,
+    timezone_problem,
+)
 
-__all__ = [
-    "IntervalPeriod",
-    "Mapping",
-    "Notification",
-    "PlaceholderVariable",
-    "Schedule",
-    "SourceAuth",
-    "VariableType",
-]
+__all__ = ["IntervalPeriod", "Mapping", "Notification", "PlaceholderVariable", "Schedule",
+           "SourceAuth", "VariableType"]
 
 VariableType = Literal[
     "window_start", "window_end", "run_time", "latest_observation_timestamp", "per_task"
@@ -47,34 +37,33 @@ IntervalPeriod = Literal["minutes", "hours", "days"]
 _HEADER_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+\Z")
 _UUID = re.compile(r"[0-9a-fA-F]{8}(-?[0-9a-fA-F]{4}){3}-?[0-9a-fA-F]{12}\Z")
+_ZONE_EXPECTED = "an IANA time zone such as 'America/Denver'"
+
+
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
 
 
 class PlaceholderVariable(DefinitionModel):
     """One ``{name}`` in ``source_url`` and where its value comes from."""
 
+    what = "a placeholder variable"
     name: str
-    variable_type: VariableType
+    variable_type: VariableType = Field(
+        validation_alias=AliasChoices("variable_type", "variableType", "type"),
+        description="window_start, window_end, run_time, latest_observation_timestamp or "
+                    "per_task")
     timestamp_format: str | None = None  # strftime for date variables; None: ISO 8601 UTC
-
-    @model_validator(mode="before")
-    @classmethod
-    def _vocabulary(cls, data: Any, info: ValidationInfo) -> Any:
-        return data if is_canonical(info) else respell(data, PLACEHOLDER_KEYS)
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
         if not IDENTIFIER.match(value):
-            raise invalid(
-                "a placeholder name is letters, digits and '_' (not starting with a digit)",
-                expected="a name such as 'station_id'", found=value,
-            )
+            raise invalid("a placeholder name is letters, digits and '_' (not starting with a "
+                          "digit)", "a name such as 'station_id'", value)
         return value
 
-    @field_validator("variable_type", mode="before")
-    @classmethod
-    def _type(cls, value: Any) -> Any:
-        return value.strip().lower() if isinstance(value, str) else value
+    _type = field_validator("variable_type", mode="before")(_lower)
 
     @field_validator("timestamp_format")
     @classmethod
@@ -89,22 +78,22 @@ class SourceAuth(DefinitionModel):
     Variable holding the value) is set.
     """
 
-    header_name: str
-    conn_id: str | None = None
+    what = "the auth block"
+    secrets: ClassVar[frozenset[str]] = frozenset({
+        "value", "header_value", "headerValue", "password", "token", "api_key", "apiKey",
+        "apikey", "secret"})
+    header_name: str = Field(description="the HTTP header name, e.g. X-Api-Key")
+    conn_id: str | None = Field(default=None, validation_alias=AliasChoices(
+        "conn_id", "connId", "connection_id", "connectionId"))
     variable: str | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _vocabulary(cls, data: Any, info: ValidationInfo) -> Any:
-        return data if is_canonical(info) else respell(data, AUTH_KEYS)
 
     @field_validator("header_name")
     @classmethod
     def _header(cls, value: str) -> str:
         value = value.strip()
         if not _HEADER_TOKEN.match(value):
-            raise invalid("not a valid HTTP header name",
-                          expected="a header name such as 'X-Api-Key'", found=value)
+            raise invalid("not a valid HTTP header name", "a header name such as 'X-Api-Key'",
+                          value)
         return value
 
     @model_validator(mode="after")
@@ -113,11 +102,10 @@ class SourceAuth(DefinitionModel):
         if len(given) != 1:
             raise invalid(
                 "the header value must come from exactly one Airflow connection or Variable",
-                expected="exactly one of conn_id (an Airflow connection whose password is the "
-                        "value) or variable (an Airflow Variable holding the value)",
-                found=Shown(" and ".join(given) if given else "neither"),
-                field=("conn_id",) if not given else (given[-1],),
-            )
+                "exactly one of conn_id (an Airflow connection whose password is the value) or "
+                "variable (an Airflow Variable holding the value)",
+                Shown(" and ".join(given) if given else "neither"),
+                at=(given[-1] if given else "conn_id",))
         return self
 
 
@@ -128,75 +116,61 @@ class Schedule(DefinitionModel):
     run on it (its DAG is created paused).
     """
 
+    what = "a schedule"
+    read_only = frozenset({"nextRunAt", "next_run_at", "paused"})
     interval: int | None = None
     interval_period: IntervalPeriod | None = None
-    crontab: str | None = None
-    timezone: str | None = None  # crontab zone; UTC when unset
+    crontab: str | None = Field(
+        default=None, description="5 fields: minute hour day-of-month month day-of-week")
+    timezone: str | None = Field(
+        default=None, description="IANA zone of the crontab (UTC when unset)")
     start_time: datetime | None = None  # naive values are read as UTC
     enabled: bool = True
-
-    @model_validator(mode="before")
-    @classmethod
-    def _vocabulary(cls, data: Any, info: ValidationInfo) -> Any:
-        if is_canonical(info):
-            return data
-        return respell(data, SCHEDULE_KEYS, SCHEDULE_READ_ONLY)
 
     @field_validator("interval")
     @classmethod
     def _interval(cls, value: int | None) -> int | None:
         if value is not None and value < 1:
-            raise invalid("the interval must be positive", expected="a whole number >= 1",
-                          found=value)
+            raise invalid("the interval must be positive", "a whole number >= 1", value)
         return value
 
     @field_validator("interval_period", mode="before")
     @classmethod
     def _period(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = value.strip().lower()
-            if value in ("minute", "hour", "day"):
-                value += "s"
-        return value
+        value = _lower(value)
+        return value + "s" if value in ("minute", "hour", "day") else value
 
     @field_validator("crontab", mode="before")
     @classmethod
     def _crontab_blank(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = " ".join(value.split())
-            return value or None
-        return value
+        return (" ".join(value.split()) or None) if isinstance(value, str) else value
 
     @field_validator("crontab")
     @classmethod
     def _crontab(cls, value: str | None) -> str | None:
-        if value is not None:
-            problem = crontab_problem(value)
-            if problem:
-                raise invalid(f"the crontab {problem}",
-                              expected="5 cron fields, e.g. '0 * * * *'", found=value)
+        problem = crontab_problem(value) if value is not None else None
+        if problem:
+            raise invalid(f"the crontab {problem}", "5 cron fields, e.g. '0 * * * *'", value)
         return value
 
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str | None) -> str | None:
-        if value is not None:
-            problem = timezone_problem(value)
-            if problem:
-                raise invalid(f"the schedule's time zone {problem}",
-                              expected="an IANA time zone such as 'America/Denver'", found=value)
+        problem = timezone_problem(value) if value is not None else None
+        if problem:
+            raise invalid(f"the schedule's time zone {problem}", _ZONE_EXPECTED, value)
         return value
 
     @field_validator("start_time")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
         if value is not None and (value.tzinfo is None or value.utcoffset() == timedelta(0)):
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Schedule:
-        problems = []
+        problems: list[tuple] = []
         if self.interval is not None and self.interval_period is None:
             problems.append((("interval_period",), "an interval needs its period",
                              "minutes, hours or days", NOTHING))
@@ -206,8 +180,7 @@ class Schedule(DefinitionModel):
         if self.interval is not None and self.crontab is not None:
             problems.append((("crontab",), "a schedule is an interval or a crontab, not both",
                              "either interval + interval_period or crontab", self.crontab))
-        if problems:
-            raise invalid_all(problems, relative_to="model")
+        check(problems)
         return self
 
     @property
@@ -224,13 +197,11 @@ class Schedule(DefinitionModel):
 
 
 class Notification(DefinitionModel):
+    """Email digests of a data connection's runs."""
+
+    what = "the notification"
     recipient_emails: tuple[str, ...] = ()
     schedule: Schedule | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _vocabulary(cls, data: Any, info: ValidationInfo) -> Any:
-        return data if is_canonical(info) else respell(data, NOTIFICATION_KEYS)
 
     @field_validator("recipient_emails")
     @classmethod
@@ -238,43 +209,28 @@ class Notification(DefinitionModel):
         value = tuple(v.strip() for v in value)
         problems = [((i,), "not an email address", "an address such as ops@example.com", v)
                     for i, v in enumerate(value) if not _EMAIL.match(v)]
-        if problems:
-            raise invalid_all(problems)
+        check(problems)
         return value
 
 
 class Mapping(DefinitionModel):
-    source_identifier: str
-    target_datastream_id: str
-    feature_id: str | None = None  # HYDROCRON fan-out: the feature whose field this is
+    """Which source field goes to which datastream."""
 
-    @model_validator(mode="before")
-    @classmethod
-    def _vocabulary(cls, data: Any, info: ValidationInfo) -> Any:
-        if is_canonical(info) or not isinstance(data, dict):
-            return data
-        data = respell(data, MAPPING_KEYS, MAPPING_READ_ONLY)
-        target = data.pop("target_datastream", None)
-        if target is not None:  # HydroServer's {targetDatastream: {id, ...}}
-            data.setdefault("target_datastream_id",
-                            target.get("id") if isinstance(target, dict) else target)
-        return data
+    what = "a mapping"
+    read_only = frozenset({"id"})
+    source_identifier: Annotated[str, ID_SCHEMA] = Field(
+        description="the column (CSV) or field (JSON) holding the values")
+    # HydroServer's answers nest the datastream: {targetDatastream: {id, name, ...}}
+    target_datastream_id: str = Field(
+        validation_alias=AliasChoices(
+            "target_datastream_id", "targetDatastreamId", AliasPath("target_datastream", "id"),
+            AliasPath("targetDatastream", "id"), "target_datastream", "targetDatastream"),
+        description="the id of the HydroServer datastream to load")
+    feature_id: Annotated[str | None, ID_SCHEMA] = None  # HYDROCRON fan-out: its feature
 
-    @field_validator("source_identifier", mode="before")
-    @classmethod
-    def _index(cls, value: Any) -> Any:
-        # CSV without header: identifiers are column indexes, often written as numbers.
-        if isinstance(value, int) and not isinstance(value, bool):
-            return str(value)
-        return value
-
-    @field_validator("source_identifier")
-    @classmethod
-    def _source(cls, value: str) -> str:
-        if not value.strip():
-            raise invalid("the source identifier is empty",
-                          expected="the column (CSV) or field (JSON) name", found=value)
-        return value
+    _index = field_validator("source_identifier", mode="before")(as_text)
+    _source = field_validator("source_identifier")(not_blank(
+        "the source identifier is empty", "the column (CSV) or field (JSON) name"))
 
     @field_validator("target_datastream_id")
     @classmethod
@@ -282,12 +238,11 @@ class Mapping(DefinitionModel):
         value = value.strip()
         if not value:
             raise invalid("the target datastream id is empty",
-                          expected="the id of a HydroServer datastream", found=value)
+                          "the id of a HydroServer datastream", value)
         return value.lower() if _UUID.match(value) else value
 
     @field_validator("feature_id", mode="before")
     @classmethod
     def _feature_text(cls, value: Any) -> Any:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return str(value)
-        return value.strip() or None if isinstance(value, str) else value
+        value = as_text(value)
+        return (value.strip() or None) if isinstance(value, str) else value

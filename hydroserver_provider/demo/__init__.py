@@ -487,7 +487,7 @@ def run_demo(home: Path = DEFAULT_HOME, out: IO[str] | None = None,
             task = tasks[source.task_name]
             extra_env.update(source.serve(task, hosts, stack))
             created += len(create_datastreams(hs, source, task))
-        conn_ids = {task.airflow.get("hydroserver_conn_id") or HYDROSERVER_CONN_ID
+        conn_ids = {task.airflow.hydroserver_conn_id or HYDROSERVER_CONN_ID
                     for task in tasks.values()}
         runner = stack.enter_context(
             AirflowRunner(airflow_env(home, hs, conn_ids, extra_env), home / "demo.log"))

@@ -57,7 +57,7 @@ def _dag_ids() -> dict[str, str]:
 
     dag_file = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]) / "hydroserver_ingestion.py"
     files, _ = load_definitions(definitions_folder(dag_file=dag_file))
-    return {task.name: dag_id_for(task.name, task.airflow.get("dag_id"))
+    return {task.name: dag_id_for(task.name, task.airflow.dag_id)
             for loaded in files for task in loaded.tasks}
 
 

@@ -240,7 +240,7 @@ def _serve_hydrocron(task: Task, hosts: SourceHosts,
             (datetime.strptime(r["time_str"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC),
              float(r[name])) for r in rows
             if r["time_str"] != "no_data" and float(r[name]) > -999999999999.0)
-    conn_id = (task.airflow.get("hydrocron_conn_id") or payload.hydrocron_conn_id).upper()
+    conn_id = (task.airflow.hydrocron_conn_id or payload.hydrocron_conn_id).upper()
     return {f"AIRFLOW_CONN_{conn_id}": json.dumps({"conn_type": "hydrocron",
                                                    "host": replay.url})}
 

@@ -6,7 +6,6 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from hydroserver_provider.compat import DAG
-from hydroserver_provider.errors import DefinitionError, DefinitionErrors
 from hydroserver_provider.factory.docs import dag_description, dag_doc_md, dag_tags
 from hydroserver_provider.factory.fanout import ingest_task
 from hydroserver_provider.factory.ids import INGEST_TASK_ID, dag_id_for
@@ -18,7 +17,7 @@ from hydroserver_provider.factory.schedules import (
     RunWindowMacro,
     timetable_for,
 )
-from hydroserver_provider.factory.settings import TaskSettings, task_settings
+from hydroserver_provider.factory.settings import task_settings
 from hydroserver_provider.notifications.dags import add_failure_alert
 from hydroserver_provider.operators.ingest import HydroIngestOperator
 from hydroserver_provider.periods import schedule_timing
@@ -26,23 +25,11 @@ from hydroserver_provider.periods import schedule_timing
 if TYPE_CHECKING:
     from hydroserver_provider.definitions import Task
 
-__all__ = ["build_dag", "check_task", "location", "reset_config_cache"]
+__all__ = ["build_dag", "location", "reset_config_cache"]
 
 
 def location(source: str | None, name: str) -> str:
     return f"{source}: task '{name}'" if source else f"task '{name}'"
-
-
-def check_task(task: Task, source: str | None) -> tuple[TaskSettings | None,
-                                                          list[DefinitionError]]:
-    """The task's settings, or None and every problem :func:`build_dag` would reject."""
-    where = location(source, task.name)
-    settings, errors = task_settings(task.airflow, where)
-    if settings is not None and settings.dag.get("catchup") and task.schedule.start_time is None:
-        errors.append(DefinitionError(
-            "catchup needs the task's start_time, where the backfill begins", location=where,
-            field="airflow.catchup", expected="a start_time with catchup: true", found=True))
-    return (None, errors) if errors else (settings, [])
 
 
 # DAG arguments whose default Airflow reads from its configuration for every DAG it creates:
@@ -75,11 +62,8 @@ def _dag_config_defaults() -> dict[str, Any]:
 
 
 def build_dag(task: Task, *, source: str | None = None, dag_id: str | None = None) -> DAG:
-    """The DAG of one validated task; raises :class:`DefinitionErrors` for problems only this
-    module can see (Airflow settings, catchup without start_time)."""
-    settings, errors = check_task(task, source)
-    if settings is None:
-        raise DefinitionErrors(errors)
+    """The DAG of one validated task (the definitions checked its Airflow settings too)."""
+    settings = task_settings(task.airflow)
     schedule = task.schedule
     dag_settings = settings.dag
     dag_id = dag_id or dag_id_for(task.name, dag_settings.get("dag_id"))
@@ -124,7 +108,7 @@ def build_dag(task: Task, *, source: str | None = None, dag_id: str | None = Non
             chunk_rows="{{ params.chunk_rows }}",
             dry_run="{{ params.dry_run }}",
             asset_host=settings.asset_host,
-            hydrocron_conn_id=task.airflow.get("hydrocron_conn_id") or None,
+            hydrocron_conn_id=task.airflow.hydrocron_conn_id,
             **operator_kwargs,
         )
     # The trigger-form params go on the DAG last, through ParamsDict.__setitem__, on purpose:

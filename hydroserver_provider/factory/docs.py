@@ -82,5 +82,5 @@ def _source_line(task: Any) -> str:
     return (f"- **Hydrocron:** {which}, fields "
             f"{', '.join(f'`{f}`' for f in payload.fields) or 'as mapped'}, "
             f"{payload.collection_name or 'default collection'}, {payload.mode}, connection "
-            f"`{task.airflow.get('hydrocron_conn_id') or payload.hydrocron_conn_id}`")
+            f"`{task.airflow.hydrocron_conn_id or payload.hydrocron_conn_id}`")
 

@@ -1,7 +1,8 @@
 """Folders of definition files -> DAGs, and how broken definitions surface.
 
-A definition file (YAML or JSON, hydroserverpy vocabulary, see :mod:`hydroserver_provider.definitions`)
-holds data connections and tasks. Every *valid* task becomes a DAG with one task, ``ingest``
+A definition file (YAML or JSON, hydroserverpy vocabulary, see
+:mod:`hydroserver_provider.definitions`) holds data connections and tasks. Every *valid* task
+becomes a DAG with one task, ``ingest``
 (:class:`~hydroserver_provider.operators.ingest.HydroIngestOperator`); the pieces of a DAG are
 built by the modules beside this one (ids, settings, schedules, params, docs, Hydrocron fan-out).
 
@@ -46,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from hydroserver_provider.compat import DAG, get_parsing_context
 from hydroserver_provider.errors import DefinitionError, DefinitionErrors
-from hydroserver_provider.factory.build import build_dag, check_task, location, reset_config_cache
+from hydroserver_provider.factory.build import build_dag, location, reset_config_cache
 from hydroserver_provider.factory.ids import dag_id_for
 
 if TYPE_CHECKING:
@@ -101,8 +102,6 @@ class BuildResult:
 def _build_into(result: BuildResult, task: Task, source: str, dag_id: str) -> None:
     try:
         result.dags[dag_id] = build_dag(task, source=source, dag_id=dag_id)
-    except DefinitionErrors as exc:
-        result.errors.extend(exc.errors)
     except Exception as exc:  # Airflow refused the DAG: report it like a definition problem
         result.errors.append(DefinitionError(
             f"Airflow rejected the DAG: {type(exc).__name__}: {exc}",
@@ -133,8 +132,9 @@ def build_dags(folder: str | os.PathLike[str], *, only_dag_id: str | None = None
 
     Never raises for a definition problem: a broken file, task or setting lands in
     ``result.errors`` (naming file, task and field) and every other task still gets its DAG.
-    ``only_dag_id``: build just that DAG (what a worker needs; see :func:`_build_only`).
-    ``build=False``: only check -- every problem :func:`build_dag` would report, no DAG objects.
+    ``only_dag_id``: build just that DAG (what a worker needs; see
+    :func:`~hydroserver_provider.definitions.files.load_one_task`).
+    ``build=False``: only check -- every problem of the folder, no DAG objects.
     """
     reset_config_cache()  # the configuration may have changed since the last folder
     with _gc_paused():
@@ -142,12 +142,17 @@ def build_dags(folder: str | os.PathLike[str], *, only_dag_id: str | None = None
 
 
 def _build_dags(folder: Path, only_dag_id: str | None, build: bool) -> BuildResult:
-    if only_dag_id and build and not _is_digest_dag_id(only_dag_id):
-        fast = _build_only(folder, only_dag_id)
-        if fast is not None:
-            return fast
-    from hydroserver_provider.definitions.files import load_definitions
+    from hydroserver_provider.definitions.files import load_definitions, load_one_task
 
+    if only_dag_id and build and not _is_digest_dag_id(only_dag_id):
+        # A worker's fast path: only the task with this DAG id is validated and built, when
+        # the definitions can tell that the full load would decide the same about it.
+        loaded = load_one_task(folder, only_dag_id, dag_id_for)
+        if loaded is not None:
+            result = BuildResult(errors=list(loaded.errors))
+            for task in loaded.tasks:
+                _build_into(result, task, loaded.source, only_dag_id)
+            return result
     files, errors = load_definitions(folder)
     return build_loaded(files, errors, only_dag_id=only_dag_id, build=build)
 
@@ -156,13 +161,13 @@ def build_loaded(files: list[DefinitionFile], errors: list[DefinitionError] | tu
                  only_dag_id: str | None = None, build: bool = True) -> BuildResult:
     """:func:`build_dags` for definition files already loaded (``load_definitions`` or
     ``load_definition_paths``, with their ``errors``): refuses tasks whose DAG ids collide, then
-    builds the rest -- or, with ``build=False``, only collects what :func:`build_dag` would
-    refuse (what ``hydroserver-airflow validate`` reports)."""
+    builds the rest -- or, with ``build=False``, only collects the problems (what
+    ``hydroserver-airflow validate`` reports)."""
     result = BuildResult(errors=list(errors))
     claims: dict[str, list[tuple[Task, str]]] = {}
     for loaded in files:
         for task in loaded.tasks:
-            dag_id = dag_id_for(task.name, task.airflow.get("dag_id"))
+            dag_id = dag_id_for(task.name, task.airflow.dag_id)
             claims.setdefault(dag_id, []).append((task, loaded.source))
     for dag_id, claimants in claims.items():
         if len(claimants) > 1:  # names differing only in punctuation, or an explicit dag_id
@@ -177,115 +182,9 @@ def build_loaded(files: list[DefinitionFile], errors: list[DefinitionError] | tu
             continue
         if only_dag_id and dag_id != only_dag_id:
             continue
-        task, source = claimants[0]
         if build:
-            _build_into(result, task, source, dag_id)
-        else:
-            result.errors.extend(check_task(task, source)[1])
+            _build_into(result, *claimants[0], dag_id)
     _add_digest_dags(result, claims, only_dag_id, build)
-    return result
-
-
-def _raw_dag_id(raw_task: Mapping[str, Any]) -> str | None:
-    block = raw_task.get("airflow")
-    explicit = block.get("dag_id") if isinstance(block, dict) else None
-    if isinstance(explicit, str) and explicit:
-        return explicit
-    name = raw_task.get("name")
-    return dag_id_for(name) if isinstance(name, str) and name.strip() else None
-
-
-def _raw_keys(raw_task: Mapping[str, Any]) -> set[tuple[str, str]]:
-    """What a task could conflict on across the folder (name, id, target datastreams, DAG id),
-    read from the raw document; a superset of what the loader compares, never less."""
-    from hydroserver_provider.definitions import MAPPING_KEYS
-
-    keys: set[tuple[str, str]] = set()
-    name = raw_task.get("name")
-    if isinstance(name, str):
-        keys.add(("name", " ".join(name.split()).casefold()))
-    if raw_task.get("id") is not None:
-        keys.add(("id", str(raw_task["id"]).strip().lower()))
-    dag_id = _raw_dag_id(raw_task)
-    if dag_id:
-        keys.add(("dag_id", dag_id))
-    mappings = raw_task.get("mappings")
-    for mapping in mappings if isinstance(mappings, list) else ():
-        if not isinstance(mapping, dict):
-            continue
-        for key, value in mapping.items():
-            if MAPPING_KEYS.get(key) in ("target_datastream_id", "target_datastream"):
-                value = value.get("id") if isinstance(value, dict) else value
-                if value is not None:
-                    keys.add(("target", str(value).strip().lower()))
-    return keys
-
-
-def _connection_subset(raw: Mapping[str, Any], raw_task: Mapping[str, Any]) -> dict:
-    """The file reduced to one task and the data connection it names (all of them when the
-    reference matches none, so the loader's message lists them)."""
-    reduced = {**raw, "tasks": [raw_task]}
-    reference = next((raw_task[k] for k in ("data_connection", "dataConnection",
-                                            "data_connection_id", "dataConnectionId")
-                      if k in raw_task), None)
-    for key in ("data_connections", "dataConnections"):
-        connections = raw.get(key)
-        if not isinstance(reference, str) or not isinstance(connections, list):
-            continue
-        wanted = reference.strip().lower()
-        named = [c for c in connections if isinstance(c, dict) and (
-            c.get("name") == reference or str(c.get("id", "")).strip().lower() == wanted)]
-        if named:
-            reduced[key] = named
-    return reduced
-
-
-def _build_only(folder: Path, wanted: str) -> BuildResult | None:
-    """A worker's fast path: read every definition file, but validate and build only the task
-    whose DAG id is ``wanted`` (with its file's defaults and its data connection).
-
-    Returns None -- the caller then does the full load -- unless exactly one task claims the id
-    and nothing it could conflict on (name, HydroServer id, target datastream, DAG id) appears in
-    any other task: then the full load would have accepted or refused it exactly like this.
-    """
-    from hydroserver_provider.definitions.files import (
-        _read_file,
-        definition_paths,
-        parse_definitions,
-    )
-
-    if not folder.is_dir():
-        return None
-    documents = []
-    for path in definition_paths(folder):
-        data, error = _read_file(path)
-        if error is None and data is not None:
-            if not isinstance(data, dict) or not isinstance(data.get("tasks", []), list):
-                return None
-            documents.append((path, data))
-    target = None
-    seen: dict[tuple[str, str], int] = {}
-    for path, data in documents:
-        for raw_task in data.get("tasks") or ():
-            if not isinstance(raw_task, dict):
-                continue
-            if _raw_dag_id(raw_task) == wanted:
-                if target is not None:
-                    return None
-                target = (path, data, raw_task)
-            for key in _raw_keys(raw_task):
-                seen[key] = seen.get(key, 0) + 1
-    result = BuildResult()
-    if target is None:
-        return result
-    path, data, raw_task = target
-    if any(seen[key] > 1 for key in _raw_keys(raw_task)):
-        return None
-    source = str(path)
-    loaded = parse_definitions(_connection_subset(data, raw_task), source)
-    result.errors.extend(loaded.errors)
-    for task in loaded.tasks:
-        _build_into(result, task, source, wanted)
     return result
 
 

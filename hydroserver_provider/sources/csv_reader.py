@@ -6,10 +6,10 @@ Everything before ``data_start_row`` other than the header line is skipped (meta
 units rows). From ``data_start_row`` on, blank lines and lines starting with ``#`` are skipped and
 not counted in ``rows_read``.
 
-Delimiters: ``","``/``"comma"``, ``"|"``/``"pipe"``, ``"\\t"``/``"tab"``, ``";"``/``"semicolon"``,
-``" "``/``"space"`` (one or more blanks, so column-aligned files work). Fields may be quoted with
-``"``. A UTF-8 byte order mark and CRLF line ends are handled; a header that is not UTF-8 is read as
-Latin-1 (and so is the data).
+The delimiter is the character the definition's ``CSVPayload`` validated (the guide's names --
+comma, pipe, tab, semicolon, space -- become characters there); a space means one or more blanks,
+so column-aligned files work. Fields may be quoted with ``"``. A UTF-8 byte order mark and CRLF
+line ends are handled; a header that is not UTF-8 is read as Latin-1 (and so is the data).
 
 Identifiers are column names (case-sensitive; surrounding blanks in the header are ignored), or,
 when ``header_row`` is unset, 1-based column numbers written as strings ("1", "3"); the same holds
@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import pandas as pd
 
+from hydroserver_provider.definitions import CSVPayload
 from hydroserver_provider.errors import DefinitionError, ParseError
 from hydroserver_provider.sources.parse import (
     PARSE_CHUNK_ROWS,
@@ -39,46 +40,13 @@ from hydroserver_provider.timestamps.columns import TimestampParser
 if TYPE_CHECKING:  # pragma: no cover
     from hydroserver_provider.definitions import DataConnection
 
-__all__ = ["normalize_delimiter", "parse_csv"]
+__all__ = ["parse_csv"]
 
-WHITESPACE = "whitespace"
-_DELIMITERS = {
-    ",": ",",
-    "comma": ",",
-    "|": "|",
-    "pipe": "|",
-    "\t": "\t",
-    "\\t": "\t",
-    "tab": "\t",
-    ";": ";",
-    "semicolon": ";",
-    " ": WHITESPACE,
-    "space": WHITESPACE,
-    "whitespace": WHITESPACE,
-}
+WHITESPACE = "whitespace"  # the definition's " " (space): one or more blanks
 _BOM = b"\xef\xbb\xbf"
 _BLOCK = 1 << 20
 _BINARY_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _HTML_RE = re.compile(r"^\s*<(!doctype\s+html|html|head|body|\?xml)", re.IGNORECASE)
-
-
-def normalize_delimiter(delimiter: str | None) -> str:
-    """A delimiter as written in a definition -> the character, or ``WHITESPACE``."""
-    if delimiter is None:
-        return ","
-    if delimiter in _DELIMITERS:
-        return _DELIMITERS[delimiter]
-    key = delimiter.strip().lower()
-    if key in _DELIMITERS:
-        return _DELIMITERS[key]
-    if delimiter and not delimiter.strip(" "):
-        return WHITESPACE  # several spaces
-    raise DefinitionError(
-        "unsupported CSV delimiter",
-        field="delimiter",
-        expected="one of ',' (comma), '|' (pipe), '\\t' (tab), ';' (semicolon), ' ' (space)",
-        found=delimiter,
-    )
 
 
 class _ByteSource:
@@ -318,21 +286,12 @@ def parse_csv(
     *,
     chunk_rows: int = PARSE_CHUNK_ROWS,
 ) -> ParseResult:
-    payload = connection.payload
-    delimiter = normalize_delimiter(payload.delimiter)
+    payload = connection.payload  # validated: rows >= 1, data after the header, a delimiter
+    assert isinstance(payload, CSVPayload), "parse_csv reads CSV payloads"
+    delimiter = WHITESPACE if payload.delimiter == " " else payload.delimiter
     header_row = payload.header_row
     data_start = payload.data_start_row
     where = f"data connection '{connection.name}'"
-    if header_row is not None and header_row < 1:
-        raise DefinitionError(
-            "header_row is 1-based", location=where, field="header_row",
-            expected="1 or more, or unset for a file without header", found=header_row,
-        )
-    if data_start < 1 or (header_row is not None and data_start <= header_row):
-        raise DefinitionError(
-            "data_start_row must come after header_row", location=where, field="data_start_row",
-            expected=f"at least {1 if header_row is None else header_row + 1}", found=data_start,
-        )
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be positive, found {chunk_rows}")
 
@@ -361,12 +320,13 @@ def parse_csv(
 
     encoding = "utf-8"
     if header_line is not None:
+        assert header_row is not None  # the header line was read at header_row
         text, encoding = _decode(header_line)
         header = _split_fields(text, delimiter, f"{where}, header (line {header_row})")
-        names = set(header) | {h.strip() for h in header}
+        header_names = set(header) | {h.strip() for h in header}
         absent = [i for i in builder.identifiers
-                  if i != ts_key and i not in names and i.strip() not in names]
-        if absent and len(absent) < len(builder.identifiers) and ts_key.strip() in names:
+                  if i != ts_key and i not in header_names and i.strip() not in header_names]
+        if absent and len(absent) < len(builder.identifiers) and ts_key.strip() in header_names:
             available = [h.strip() for h in header]
             builder.mark_missing(absent, lambda name: (
                 f"{where}, header (line {header_row}): "

@@ -131,7 +131,7 @@ def test_import_writes_what_hydroserver_holds_and_never_the_secret(server, tmp_p
     assert [m.source_identifier for m in logger.mappings] == ["Water Level", "Water Temp"]
     assert by_name["Manual logger"].schedule.is_manual
     assert by_name["Paused logger"].schedule.enabled is False
-    assert all(t.airflow == {"hydroserver_conn_id": CONN_ID} for t in loaded.tasks)
+    assert all(t.airflow.given() == {"hydroserver_conn_id": CONN_ID} for t in loaded.tasks)
 
     # the user is told which Airflow Variable to create, by name
     assert "create the Airflow Variable 'hydroserver_source_auth_secure_api'" in captured.out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -143,3 +144,48 @@ def test_paths_are_required(capsys):
         main(["validate"])
     assert exc.value.code == 2
     assert "PATH" in capsys.readouterr().err
+
+
+def test_problems_behind_a_broken_data_connection_are_listed_each_once(tmp_path, capsys):
+    write(tmp_path / "a.yaml", """
+data_connections:
+  - name: Broken
+    source_url: http://127.0.0.1:8765/data.csv
+    payload_type: CSV
+    timestamp_key: Timestamp
+    delimiter: colon
+tasks:
+  - name: Own problems too
+    data_connection: Broken
+    interval: 0
+    mappings: [{source_identifier: Level}]
+  - name: Only the connection
+    data_connection: Broken
+    mappings: [{source_identifier: Level, target_datastream_id: 0e000000-0000-4000-8000-000000000001}]
+""")
+    assert main(["validate", str(tmp_path)]) == 1
+    found = problems(capsys.readouterr().out)
+    assert sum("field 'delimiter'" in line for line in found) == 1
+    own = [line for line in found if "task 'Own problems too'" in line]
+    assert len(own) == 3 and any("field 'interval'" in line for line in own)
+    assert any("mappings[0].target_datastream_id" in line for line in own)
+    assert sum("cannot be used" in line for line in own) == 1
+    assert [line for line in found if "task 'Only the connection'" in line] == [
+        line for line in found if "task 'Only the connection'" in line and "cannot be used" in line]
+    assert len(found) == 5
+
+
+def test_a_connection_listed_and_inline_in_its_task_is_reported_once(tmp_path, capsys):
+    # HydroServer's task detail answer carries its data connection inline
+    connection = {"id": "c1", "name": "C", "sourceUrl": "http://127.0.0.1:8765/data.csv",
+                  "payload": {"type": "CSV", "timestampKey": "t", "delimiter": "colon"}}
+    document = {"dataConnections": [connection], "tasks": [{
+        "name": "T", "dataConnectionId": "c1", "dataConnection": connection,
+        "mappings": [{"sourceIdentifier": "v", "targetDatastreamId": DS.format(1)}]}]}
+    (tmp_path / "export.json").write_text(json.dumps(document), encoding="utf-8")
+    assert main(["validate", str(tmp_path)]) == 1
+    found = problems(capsys.readouterr().out)
+    assert len(found) == 2, found
+    assert "data connection 'C': field 'payload.delimiter'" in found[0]
+    assert "task 'T': field 'dataConnection': this data connection cannot be used" in found[1]
+    assert found[1].endswith("found 'C')")

@@ -11,14 +11,13 @@ import yaml
 
 from hydroserver_provider.definitions import Task
 from hydroserver_provider.definitions.files import (
-    SCHEMA_PATH,
     DefinitionFile,
-    definition_json_schema,
     definition_paths,
     load_definition_file,
     load_definitions,
     parse_definitions,
 )
+from hydroserver_provider.definitions.schema import SCHEMA_PATH, definition_json_schema
 from hydroserver_provider.errors import DefinitionError, DefinitionErrors
 
 REPO = Path(__file__).resolve().parents[2]
@@ -138,14 +137,14 @@ def test_design_example_loads_with_resolved_tasks(tmp_path):
     f = load_definition_file(write(tmp_path, "stations.yaml", DESIGN_EXAMPLE))
     assert isinstance(f, DefinitionFile) and f.ok and f.errors == ()
     assert f.source == str(tmp_path / "stations.yaml")
-    assert f.defaults == {"hydroserver_conn_id": "hydroserver_default", "retries": 3}
+    assert f.defaults.given() == {"hydroserver_conn_id": "hydroserver_default", "retries": 3}
     assert [c.name for c in f.data_connections] == ["Station API"]
     first, second = f.tasks
     assert isinstance(first, Task)
     assert first.data_connection is f.data_connections[0]
-    assert first.airflow == {"hydroserver_conn_id": "hydroserver_default", "retries": 3}
-    assert second.airflow == {"hydroserver_conn_id": "hydroserver_default", "retries": 5,
-                              "pool": "stations"}
+    assert first.airflow.given() == {"hydroserver_conn_id": "hydroserver_default", "retries": 3}
+    assert second.airflow.given() == {"hydroserver_conn_id": "hydroserver_default", "retries": 5,
+                                      "pool": "stations"}
     assert first.schedule.start_time == datetime(2025, 1, 1, tzinfo=UTC)
     assert first.schedule.interval_delta is not None and second.schedule.crontab == "0 * * * *"
     assert second.schedule.start_time is None
@@ -157,7 +156,7 @@ def test_json_file(tmp_path):
     assert f.ok
     (task,) = f.tasks
     assert task.data_connection.auth.variable == "readings_api_key"
-    assert task.schedule.timezone == "America/Denver" and task.airflow == {"retries": 1}
+    assert task.schedule.timezone == "America/Denver" and task.airflow.given() == {"retries": 1}
 
 
 def test_hydroserver_export_document():
@@ -216,6 +215,23 @@ def test_duplicate_connection_names_make_references_ambiguous():
     assert "two data connections have this name" in str(f.errors[0])
     assert "two data connections are named 'C'" in str(f.errors[1])
     assert f.tasks == ()
+
+
+def test_a_connection_refused_as_a_duplicate_cannot_be_used_by_its_id():
+    data = yaml.safe_load("data_connections:\n" + connection_yaml() + connection_yaml()
+                          + "    id: second\ntasks:\n" + task_yaml("T", DS.format(1), "second"))
+    f = parse_definitions(data, "f.yaml")
+    assert [e.field for e in f.errors] == ["name", "data_connection"]
+    assert "cannot be used: two data connections are named 'C'" in str(f.errors[1])
+
+
+def test_task_detail_with_its_connection_inline_and_by_id_loads():
+    data = hydroserver_export()
+    listed = data["dataConnections"][0]
+    data["tasks"][0]["dataConnection"] = dict(listed)  # HydroServer's task detail answer
+    f = parse_definitions(data, "export.json")
+    assert f.ok, [str(e) for e in f.errors]
+    assert f.tasks[0].data_connection is f.data_connections[0]
 
 
 def test_duplicate_task_names_in_one_file():
@@ -387,13 +403,56 @@ def _validator():
 def test_published_schema_is_up_to_date():
     published = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
     assert published == definition_json_schema(), (
-        "regenerate with: python -m hydroserver_provider.definitions.files")
+        "regenerate with: python -m hydroserver_provider.definitions.schema")
+
+
+GUIDE_EXAMPLE = {  # the data connections and tasks of hydroserverpy's loading guide, as a file
+    "data_connections": [
+        {"name": "My CSV Source", "workspace": "your-workspace-id",
+         "source_url": "https://api.example.com/readings.csv?start={start_date}",
+         "timestamp_key": "Timestamp", "payload_type": "CSV",
+         "description": "Hourly sensor readings.", "timestamp_format": "%Y-%m-%d %H:%M:%S",
+         "timezone_type": "utc", "header_row": 1, "data_start_row": 2, "delimiter": ",",
+         "placeholder_variables": [{"name": "start_date",
+                                    "variable_type": "latest_observation_timestamp",
+                                    "timestamp_format": "%Y-%m-%dT%H:%M:%S"}]},
+        {"name": "My JSON Source", "workspace": "your-workspace-id",
+         "source_url": "https://api.example.com/readings.json", "timestamp_key": "datetime",
+         "payload_type": "JSON", "jmespath": "data[*]"},
+        {"name": "Mountain Time Source", "workspace": "your-workspace-id",
+         "source_url": "https://api.example.com/readings.csv", "timestamp_key": "Time",
+         "payload_type": "CSV", "timezone_type": "iana", "timezone": "America/Denver"},
+        {"name": "Station API", "workspace": "your-workspace-id",
+         "source_url": "https://api.example.com/{station_id}?as_of={run_time}",
+         "timestamp_key": "timestamp", "payload_type": "JSON", "jmespath": "observations[*]",
+         "placeholder_variables": [{"name": "station_id", "variable_type": "per_task"},
+                                   {"name": "run_time", "variable_type": "run_time",
+                                    "timestamp_format": "%Y-%m-%dT%H:%M:%S"}]},
+        {"name": "Notified Source", "workspace": "your-workspace-id",
+         "source_url": "https://api.example.com/readings.csv", "timestamp_key": "Timestamp",
+         "payload_type": "CSV", "notification": {
+             "recipient_emails": ["admin@example.com", "engineer@example.com"],
+             "schedule": {"enabled": True, "interval": 1, "interval_period": "days"}}},
+    ],
+    "tasks": [
+        {"name": "Hourly Temperature and Humidity", "data_connection": "My CSV Source",
+         "description": "Loads hourly readings from the station API.",
+         "mappings": [{"source_identifier": "Temperature", "target_datastream_id": "t-id"},
+                      {"source_identifier": "Humidity", "target_datastream_id": "h-id"}],
+         "interval": 1, "interval_period": "hours", "enabled": True},
+        {"name": "Station 42 Temperature", "data_connection": "Station API",
+         "task_variables": {"station_id": "station-42"},
+         "mappings": [{"source_identifier": "Temperature", "target_datastream_id": "s-id"}],
+         "interval": 1, "interval_period": "hours", "enabled": True},
+    ],
+}
 
 
 def _examples():
     yield "design", yaml.safe_load(DESIGN_EXAMPLE)
     yield "json", JSON_EXAMPLE
     yield "export", hydroserver_export()
+    yield "guide", GUIDE_EXAMPLE
     for path in sorted((REPO / "dags" / "definitions").glob("*.y*ml")) + sorted(
             (REPO / "dags" / "definitions").glob("*.json")):
         yield path.name, yaml.safe_load(path.read_text(encoding="utf-8"))

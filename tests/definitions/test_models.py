@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from hydroserver_provider.definitions import (
     HIDDEN,
     NOTHING,
+    AirflowSettings,
     CSVPayload,
     DataConnection,
     HydrocronPayload,
@@ -24,10 +25,10 @@ from hydroserver_provider.definitions import (
     Schedule,
     SourceAuth,
     Task,
-    check_airflow_settings,
     crontab_problem,
     normalise_offset,
     parse_data_connection,
+    parse_definitions,
     parse_task,
     placeholder_names,
     strftime_problem,
@@ -341,6 +342,28 @@ def test_unknown_delimiter():
     assert error.found == "colon"
     assert "comma, pipe, tab, semicolon, space" in error.expected
     assert "unknown delimiter" in str(error) and "found 'colon'" in str(error)
+
+
+@pytest.mark.parametrize("written, char", [
+    ("comma", ","), ("Pipe", "|"), ("TAB", "\t"), ("semicolon", ";"), ("Space", " "), ("|", "|"),
+])
+def test_delimiter_names_of_the_guide_in_every_spelling(written, char):
+    assert connection(delimiter=written).payload.delimiter == char
+    data = export_connection()
+    data["payload"]["delimiter"] = written
+    assert parse_data_connection(data).payload.delimiter == char
+    nested = nested_connection()
+    nested["payload"]["delimiter"] = written
+    assert parse_data_connection(nested).payload.delimiter == char
+
+
+@pytest.mark.parametrize("written", ["colon", ":", "whitespace", "  ", "commas", ""])
+def test_other_delimiters_are_refused_at_validation_listing_the_names(written):
+    error = one_error(parse_data_connection, seed_connection(delimiter=written))
+    assert (error.field, error.found) == ("delimiter", written)
+    assert "comma, pipe, tab, semicolon, space" in error.expected
+    with pytest.raises(ValidationError, match="unknown delimiter"):
+        CSVPayload(delimiter=written)
 
 
 def test_unknown_delimiter_in_a_camel_case_payload_names_the_written_key():
@@ -760,6 +783,18 @@ def test_wrong_types():
     assert by_field["enabled"].expected == "true or false"
 
 
+def test_keys_written_as_numbers_are_refused():
+    data = seed_connection(placeholder_variables=[
+        {"name": "station_id", "variable_type": "per_task", 1: "x"},
+        {"name": "start", "variable_type": "window_start"}])
+    error = one_error(parse_data_connection, data)
+    assert (error.field, error.expected, error.found) == ("placeholder_variables[0]",
+                                                          "a text key", 1)
+    error = one_error(parse_task, seed_task(task_variables={"station_id": "s", 7: "x"}),
+                      [connection()])
+    assert (error.field, error.found) == ("task_variables", 7) and "keys are text" in str(error)
+
+
 def test_all_problems_of_a_connection_are_reported_together():
     data = seed_connection(delimiter="colon", timezone="Nowhere/Land", timestamp_format="%Q",
                            source_url="https://x.org/{station_id}?s={start}&e={end}", extra=1)
@@ -893,27 +928,56 @@ def test_read_only_export_fields_are_ignored_but_ingestion_windows_are_refused()
 def test_airflow_settings_merge_over_defaults():
     task = parse_task(seed_task(airflow={"retries": 5, "pool": "stations"}), [connection()],
                       defaults={"retries": 3, "hydroserver_conn_id": "hs"})
-    assert task.airflow == {"retries": 5, "pool": "stations", "hydroserver_conn_id": "hs"}
+    assert task.airflow == AirflowSettings(retries=5, pool="stations", hydroserver_conn_id="hs")
+    assert task.airflow.given() == {"retries": 5, "pool": "stations", "hydroserver_conn_id": "hs"}
 
 
 def test_airflow_settings_are_checked():
-    settings, errors = check_airflow_settings(
-        {"retries": -1, "retires": 3, "pool": "p", "tags": "a"}, location="f.yaml",
-        field="defaults", defaults=True)
-    assert settings == {"pool": "p"}
-    by_field = {e.field: e for e in errors}
+    loaded = parse_definitions({"defaults": {"retries": -1, "retires": 3, "pool": "p",
+                                             "tags": "a"}}, "f.yaml")
+    assert loaded.defaults == AirflowSettings(pool="p")  # the valid settings still apply
+    by_field = {e.field: e for e in loaded.errors}
     assert by_field["defaults.retries"].expected == "a whole number >= 0"
     assert "did you mean 'retries'?" in str(by_field["defaults.retires"])
-    assert by_field["defaults.tags"].expected == "a list of tags"
-    _, errors = check_airflow_settings({"dag_id": "x"}, field="defaults", defaults=True)
-    assert "set it in each task" in str(errors[0])
+    assert by_field["defaults.tags"].expected == \
+        "a list of tags of at most 100 characters (Airflow's limit)"
+    (error,) = parse_definitions({"defaults": {"dag_id": "x"}}, "f.yaml").errors
+    assert "set it in each task" in str(error)
     good = {"retry_delay": "5m", "execution_timeout": 3600, "dagrun_timeout": "1h 30m",
             "retry_exponential_backoff": 2, "chunk_rows": 5000, "pool_per_connection": True}
-    assert check_airflow_settings(good) == (good, [])
-    _, errors = check_airflow_settings({"retry_delay": "soon", "chunk_rows": 0})
+    assert AirflowSettings.model_validate(good).given() == {
+        **good, "retry_delay": timedelta(minutes=5), "execution_timeout": timedelta(hours=1),
+        "dagrun_timeout": timedelta(hours=1, minutes=30)}
+    errors = errors_of(parse_task, seed_task(airflow={"retry_delay": "soon", "chunk_rows": 0}),
+                       [connection()])
     assert {e.field: e.expected for e in errors} == {
         "airflow.retry_delay": "seconds (a number) or a text such as 30s, 5m, 2h, 1d",
         "airflow.chunk_rows": "a whole number >= 1"}
+
+
+def test_airflow_settings_are_one_typed_model():
+    settings = AirflowSettings.model_validate({"retry_delay": 90, "tags": ["river"],
+                                               "retry_exponential_backoff": True})
+    assert settings.retry_delay == timedelta(seconds=90) and settings.tags == ["river"]
+    assert settings.given() == {"retry_delay": timedelta(seconds=90), "tags": ["river"],
+                                "retry_exponential_backoff": True}
+    for bad in ({"retries": True}, {"catchup": "yes"}, {"dag_id": "has spaces"},
+                {"tags": ["x" * 101]}, {"pool": " "}, {"retries": 2.5}):
+        with pytest.raises(ValidationError):
+            AirflowSettings.model_validate(bad)
+    errors = errors_of(parse_task, seed_task(airflow={"dag_id": "has spaces", "catchup": True,
+                                                     "Retries": 3}), [connection()])
+    by_field = {e.field: e for e in errors}
+    assert set(by_field) == {"airflow.dag_id", "airflow.Retries"}
+    assert "letters, digits" in by_field["airflow.dag_id"].expected
+    assert "did you mean 'retries'?" in str(by_field["airflow.Retries"])
+
+
+def test_catchup_needs_a_start_time_where_the_backfill_begins():
+    error = one_error(parse_task, seed_task(start_time=None, airflow={"catchup": True}),
+                      [connection()])
+    assert error.field == "airflow.catchup" and "start_time" in str(error)
+    assert parse_task(seed_task(airflow={"catchup": True}), [connection()]).airflow.catchup
 
 
 # --------------------------------------------------------------------------------------------
@@ -948,7 +1012,8 @@ def test_models_validate_when_built_directly():
         Task(name="t", data_connection=c, mappings=())
     task = Task(name="t", data_connection=c,
                 mappings=(Mapping(source_identifier="a", target_datastream_id="b"),))
-    assert task.schedule.is_manual and task.airflow == {} and task.task_variables == {}
+    assert task.schedule.is_manual and task.airflow == AirflowSettings()
+    assert task.task_variables == {}
 
 
 def test_model_validate_accepts_either_vocabulary():

@@ -9,10 +9,10 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 
-from hydroserver_provider.definitions import CSVPayload, DataConnection
+from hydroserver_provider.definitions import CSVPayload, DataConnection, parse_data_connection
 from hydroserver_provider.errors import DefinitionError, ParseError
-from hydroserver_provider.sources.csv_reader import normalize_delimiter
 from hydroserver_provider.sources.parse import ParseResult, SeriesBuilder, parse_payload
 from hydroserver_provider.timestamps.columns import TimestampParser
 
@@ -216,21 +216,21 @@ def test_space_delimited_with_quoted_timestamps(tmp_path):
     )
 
 
-def test_normalize_delimiter_words_and_errors():
-    assert normalize_delimiter("Comma") == ","
-    assert normalize_delimiter("TAB") == "\t"
+def test_delimiter_words_become_characters_in_the_definition(tmp_path):
+    # The reader trusts the validated CSVPayload: the guide's names are characters there, and
+    # anything else never reaches the reader.
+    assert CSVPayload(delimiter="Comma").delimiter == ","
+    assert CSVPayload(delimiter="TAB").delimiter == "\t"
+    with pytest.raises(ValidationError, match="unknown delimiter"):
+        CSVPayload(delimiter="colon")
     with pytest.raises(DefinitionError) as info:
-        normalize_delimiter("colon")
+        parse_data_connection({"name": "C", "source_url": "https://x.org/a.csv",
+                               "payload_type": "CSV", "delimiter": "colon"})
     assert "'colon'" in str(info.value)
     assert "semicolon" in str(info.value) and "pipe" in str(info.value)
-
-
-def test_unknown_delimiter_in_an_unchecked_definition():
-    conn = csv_connection().model_copy(
-        update={"payload": CSVPayload.model_construct(delimiter="::")}
-    )
-    with pytest.raises(DefinitionError, match=r"unsupported CSV delimiter.*found '::'"):
-        parse_bytes("a::b\n", ["b"], conn)
+    content = "Timestamp\tStage\n2024-01-01T00:00:00Z\t1.5\n"
+    result = parse_file(tmp_path, content, ["Stage"], csv_connection(delimiter="tab"))
+    assert values_of(result, "Stage") == [1.5]
 
 
 def test_index_identifiers_without_header(tmp_path):
