@@ -13,7 +13,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import numpy as np
@@ -338,19 +338,10 @@ class HydroServerClient:
 
     def get_observations(self, datastream_id: str, start: datetime | str | None = None,
                          end: datetime | str | None = None) -> tuple[list[datetime], list[float]]:
-        """Stored observations (inclusive range) in time order, read in column format."""
-        params: dict[str, Any] = {"format": "column", "order_by": "phenomenonTime"}
-        if start is not None:
-            params["phenomenon_time_min"] = to_utc_iso(start)
-        if end is not None:
-            params["phenomenon_time_max"] = to_utc_iso(end)
-        times: list[datetime] = []
-        results: list[float] = []
-        for page in self._iter_column_pages(
-                f"/api/data/datastreams/{datastream_id}/observations", params):
-            times.extend(_stored_instant(t) for t in page.get("phenomenonTime", []))
-            results.extend(page.get("result", []))
-        return times, results
+        """Stored observations (inclusive range) in time order, as UTC datetimes and floats."""
+        times, results = self.get_observation_arrays(datastream_id, start, end)
+        return ([t.replace(tzinfo=UTC) for t in times.astype("datetime64[us]").tolist()],
+                results.tolist())
 
     def get_observation_arrays(self, datastream_id: str, start: datetime | str | None = None,
                                end: datetime | str | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -429,13 +420,6 @@ def _as_datetime64(timestamps: np.ndarray | Sequence[datetime | str]) -> np.ndar
         for t in timestamps
     ]
     return np.array(converted, dtype="datetime64[us]")
-
-
-def _stored_instant(value: str) -> datetime:
-    """A stored observation's ``phenomenonTime``: HydroServer always sends one."""
-    instant = parse_instant(value)
-    assert instant is not None, f"observation without a time: {value!r}"
-    return instant
 
 
 def _utc_datetime64(times: Sequence[str]) -> np.ndarray:

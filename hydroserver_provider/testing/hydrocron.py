@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from hydroserver_provider.testing.background import BackgroundHTTPServer
+from hydroserver_provider.testing.background import BackgroundHTTPServer, QuietHandler
 
 __all__ = ["LocalHydrocron", "ReplayRequest", "default_fixtures_dir", "synthetic_passes"]
 
@@ -578,15 +578,7 @@ class LocalHydrocron(BackgroundHTTPServer):
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
-        class HydrocronHandler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # headers and body go out in two writes: without TCP_NODELAY, Nagle and the client's
-            # delayed ACK hold every answer back ~40 ms
-            disable_nagle_algorithm = True
-
-            def log_message(self, *args: object) -> None:  # keep test output quiet
-                pass
-
+        class HydrocronHandler(QuietHandler):
             def do_GET(self) -> None:
                 parts = urlsplit(self.path)
                 params = {

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from hydroserver_provider.testing.background import BackgroundHTTPServer
+from hydroserver_provider.testing.background import BackgroundHTTPServer, QuietHandler
 
 Body = bytes | str | Iterable[bytes]
 Handler = Callable[[dict[str, str]], Body | tuple[int, Body]]
@@ -115,15 +115,7 @@ class LocalSourceServer(BackgroundHTTPServer):
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
-        class SourceHandler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # headers and body go out in two writes: without TCP_NODELAY, Nagle and the client's
-            # delayed ACK hold every answer back ~40 ms
-            disable_nagle_algorithm = True
-
-            def log_message(self, *args: object) -> None:  # keep test output quiet
-                pass
-
+        class SourceHandler(QuietHandler):
             def do_GET(self) -> None:
                 parts = urlsplit(self.path)
                 query = {k: v[-1] for k, v in parse_qs(parts.query).items()}

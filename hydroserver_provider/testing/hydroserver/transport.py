@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from hydroserver_provider.testing.background import QuietHandler
 from hydroserver_provider.testing.hydroserver.responses import DROP, Response
 
 logger = logging.getLogger("hydroserver_provider.testing")
@@ -18,11 +19,7 @@ logger = logging.getLogger("hydroserver_provider.testing")
 App = Callable[[str, str, dict[str, str], bytes, str], Any]
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # headers and body go out in two writes: without TCP_NODELAY, Nagle and the client's
-    # delayed ACK hold every answer back ~40 ms
-    disable_nagle_algorithm = True
+class Handler(QuietHandler):
     server_version = "HydroServer-Local/1.11.2"
     sys_version = ""
     timeout = 120  # idle keep-alive connections are closed after this many seconds
