@@ -167,6 +167,9 @@ def run_ingestion(
     summary = _summary(outcomes, parsed, read.url, read.values, window, read.windowed,
                        options.dry_run, time.monotonic() - began)
     summary["mode_reason"] = reason
+    summary["notes"] = list(parsed.notes)
+    for note in parsed.notes:
+        log.warning("Note: %s", note)
     summary.update(read.summary())
     prefix = read.describe()
     if prefix:

@@ -371,3 +371,32 @@ def test_a_fork_has_its_own_session_and_shares_the_login(local_hydroserver):
             assert hs.request_counts["POST /api/auth/app/session"] == 2
         finally:
             twin.close()
+
+
+def test_a_hobo_export_repeating_a_column_loads_like_hydroservers_loader(local_hydroserver,
+                                                                         client, source):
+    """A real HOBO logger export names two columns the same (the sensor's serial number in the
+    header); HydroServer's loader (pandas) reads the first as the name, the second as
+    ``<name>.1``. Both map here too, and the summary notes it."""
+    temp = 'Temp, °F (LGR S/N: 9724974, SEN S/N: 9724974)'
+    body = ('"Plot Title: 9724974"\n'
+            f'"#","Date Time, GMT-06:00","{temp}","{temp}","Coupler Detached (LGR S/N: 9724974)"\n'
+            '1,06/01/25 12:00:00 AM,61.5,61.4,\n'
+            '2,06/01/25 12:15:00 AM,61.2,61.1,Logged\n')
+    source.add("/hobo.csv", body.encode("utf-8"))
+    conn = DataConnection.model_validate({
+        "name": "HOBO", "source_url": source.url + "/hobo.csv", "payload_type": "CSV",
+        "timestamp_key": "Date Time, GMT-06:00", "timestamp_format": "%m/%d/%y %I:%M:%S %p",
+        "timezone_type": "offset", "timezone": "-0600", "header_row": 2, "data_start_row": 3})
+    first = local_hydroserver.create_datastream(name="Temp")
+    second = local_hydroserver.create_datastream(name="Temp (second sensor)")
+    summary = run_ingestion(client, conn, [
+        Mapping(source_identifier=temp, target_datastream_id=first),
+        Mapping(source_identifier=f"{temp}.1", target_datastream_id=second)])
+    assert summary["status"] == "SUCCESS" and summary["loaded"] == 4
+    six = datetime(2025, 6, 1, 6, tzinfo=UTC)
+    assert local_hydroserver.observations(first) == [(six, 61.5),
+                                                     (six + timedelta(minutes=15), 61.2)]
+    assert [v for _, v in local_hydroserver.observations(second)] == [61.4, 61.1]
+    (note,) = summary["notes"]
+    assert f"column {temp!r} appears 2 times" in note and f"as '{temp}.1'" in note

@@ -222,12 +222,48 @@ def _check_not_html(text: str, line_no: int, where: str) -> None:
         )
 
 
+def dedupe_names(header: Sequence[str]) -> list[str]:
+    """Column names as pandas -- and so HydroServer's own loader -- reads a header that repeats a
+    name: the first keeps it, the next ones become ``name.1``, ``name.2``, ... (never a name the
+    header already has)."""
+    taken = set(header)
+    counts: dict[str, int] = {}
+    names = []
+    for name in header:
+        if name not in counts:
+            counts[name] = 1
+            names.append(name)
+            continue
+        k = counts[name]
+        while f"{name}.{k}" in taken:
+            k += 1
+        counts[name] = k + 1
+        taken.add(f"{name}.{k}")
+        names.append(f"{name}.{k}")
+    return names
+
+
+def _repeated_column_notes(header: Sequence[str], names: Sequence[str],
+                           positions: dict[str, int], line_no: int) -> list[str]:
+    """One note per repeated header name a mapping reads: which column it got."""
+    notes = []
+    for original in dict.fromkeys(h for h in header if header.count(h) > 1):
+        columns = [i for i, h in enumerate(header) if h == original]
+        used = sorted({pos for pos in positions.values() if pos in columns})
+        if not used:
+            continue
+        read_as = ", ".join(f"column {i + 1} as {names[i]!r}" for i in columns)
+        notes.append(f"header (line {line_no}): column {original!r} appears {len(columns)} "
+                     f"times ({read_as}), as HydroServer's own loader names them")
+    return notes
+
+
 def _header_positions(
     header: list[str], wanted: list[str], connection: DataConnection, delimiter: str, line_no: int
 ) -> dict[str, int]:
     exact: dict[str, list[int]] = {}
     stripped: dict[str, list[int]] = {}
-    for pos, name in enumerate(header):
+    for pos, name in enumerate(dedupe_names(header)):
         exact.setdefault(name, []).append(pos)
         stripped.setdefault(name.strip(), []).append(pos)
     positions: dict[str, int] = {}
@@ -238,10 +274,10 @@ def _header_positions(
         if not found:
             label = "timestamp column" if name == connection.timestamp_key else "column"
             missing.append((label, name))
-        elif len(found) > 1:
+        elif len(found) > 1:  # only names that differ in surrounding blanks get here
             problems.append(
-                f"column {name!r} appears {len(found)} times in the header "
-                f"(columns {', '.join(str(p + 1) for p in found)})."
+                f"column {name!r} matches {len(found)} columns of the header when blanks are "
+                f"ignored (columns {', '.join(str(p + 1) for p in found)}): write it exactly."
             )
         else:
             positions[name] = found[0]
@@ -323,7 +359,7 @@ def parse_csv(
         assert header_row is not None  # the header line was read at header_row
         text, encoding = _decode(header_line)
         header = _split_fields(text, delimiter, f"{where}, header (line {header_row})")
-        header_names = set(header) | {h.strip() for h in header}
+        header_names = set(dedupe_names(header)) | {h.strip() for h in dedupe_names(header)}
         absent = [i for i in builder.identifiers
                   if i != ts_key and i not in header_names and i.strip() not in header_names]
         if absent and len(absent) < len(builder.identifiers) and ts_key.strip() in header_names:
@@ -333,6 +369,8 @@ def parse_csv(
                 + not_found_message("column", [("column", name)], available)))
             wanted = [w for w in wanted if w not in absent]
         positions = _header_positions(header, wanted, connection, delimiter, header_row)
+        for note in _repeated_column_notes(header, dedupe_names(header), positions, header_row):
+            builder.note(note)
         width = len(header)
     else:
         positions = _index_positions(wanted, connection)

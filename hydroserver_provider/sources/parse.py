@@ -94,6 +94,7 @@ class ParseResult:
     # identifiers the source does not have (column/field not found) -> the error for their
     # datastreams; the other identifiers still load
     missing: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # how the source was read, for the summary
 
     @property
     def table(self) -> pd.DataFrame:
@@ -263,6 +264,11 @@ class SeriesBuilder:
         self._values = {i: _Column(np.float64) for i in self.identifiers}
         self._dropped: dict[str, dict[str, int]] = {i: {} for i in self.identifiers}
         self.missing: dict[str, str] = {}
+        self.notes: list[str] = []
+
+    def note(self, text: str) -> None:
+        """Something the run summary should say about how the source was read."""
+        self.notes.append(text)
 
     def mark_missing(self, names: Sequence[str], message: Callable[[str], str]) -> None:
         """The source lacks these identifiers: their datastreams fail with ``message(name)``.
@@ -358,6 +364,7 @@ class SeriesBuilder:
             dropped=self._dropped,
             timestamps=self.parser.report,
             missing=self.missing,
+            notes=list(self.notes),
         )
 
 

@@ -230,10 +230,10 @@ CSV_REFUSED = {
         csv_rows("1", header="time,water_level"), {},
         "data connection '{name}', header (line 1): column 'level' not found; did you mean "
         "'water_level'? Available columns: 'time', 'water_level'"),
-    "column twice in the header": (
-        "time,level,level\n2024-01-01T00:00:00Z,1,2\n", {},
-        "data connection '{name}', header (line 1): column 'level' appears 2 times in the "
-        "header (columns 2, 3)."),
+    "column twice in the header, told apart only by blanks": (
+        "time, level,level \n2024-01-01T00:00:00Z,1,2\n", {},
+        "data connection '{name}', header (line 1): column 'level' matches 2 columns of the "
+        "header when blanks are ignored (columns 2, 3): write it exactly."),
     "no timestamp readable": (
         csv_rows("1", "2", "3").replace("2024-01-01T", "01/01/2024 "), {},
         "none of the 3 timestamps in column 'time' could be read as 'ISO 8601': first value "

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from hydroserver_provider.definitions import CSVPayload, DataConnection, parse_data_connection
 from hydroserver_provider.errors import DefinitionError, ParseError
+from hydroserver_provider.sources.csv_reader import dedupe_names
 from hydroserver_provider.sources.parse import ParseResult, SeriesBuilder, parse_payload
 from hydroserver_provider.timestamps.columns import TimestampParser
 
@@ -357,9 +358,27 @@ def test_single_column_header_suggests_the_delimiter():
         parse_bytes("Timestamp;Stage\n2024-01-01;1\n", ["Stage"], csv_connection())
 
 
-def test_duplicated_column_name_is_reported():
-    with pytest.raises(ParseError, match=r"'Stage' appears 2 times in the header \(columns 2, 3\)"):
-        parse_bytes("Timestamp,Stage,Stage\n2024-01-01,1,2\n", ["Stage"], csv_connection())
+def test_a_repeated_column_name_is_read_like_hydroservers_loader():
+    """A HOBO logger export repeats a column name; pandas (and so HydroServer's own loader)
+    reads the first as the name and the second as ``<name>.1``: the same here, with a note."""
+    data = "Timestamp,Stage,Stage,Stage.1\n2024-01-01,1,2,3\n"
+    result = parse_bytes(data, ["Stage", "Stage.2"], csv_connection())
+    assert result.series["Stage"].values.tolist() == [1.0]
+    # "Stage.1" is already a column of its own, so the third "Stage" becomes "Stage.2"
+    assert result.series["Stage.2"].values.tolist() == [2.0]
+    assert result.notes == ["header (line 1): column 'Stage' appears 2 times (column 2 as "
+                            "'Stage', column 3 as 'Stage.2'), as HydroServer's own loader names "
+                            "them"]
+    assert parse_bytes(data, ["Stage.1"], csv_connection()).series["Stage.1"].values.tolist() \
+        == [3.0]
+    assert parse_bytes(data, ["Stage.1"], csv_connection()).notes == []
+
+
+def test_dedupe_names_follows_pandas():
+    import io
+
+    header = ["t", "a", "a", "a.1", "a", "b"]
+    assert dedupe_names(header) == list(pd.read_csv(io.StringIO(",".join(header) + "\n")).columns)
 
 
 def test_header_row_beyond_the_file():
