@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from hydroserver_provider.timestamps import parse_instant
+
 
 def _send(channel: IO[str], message: dict[str, Any]) -> None:
     channel.write(json.dumps(message, default=str) + "\n")
@@ -75,7 +77,6 @@ def _summaries(dag_id: str, run_id: str) -> dict[str, Any]:
 
 
 def _run(bag: Any, dag_id: str, logical_date: str) -> dict[str, Any]:
-    from datetime import datetime
 
     dag = bag.get_dag(dag_id)
     if dag is None:
@@ -86,7 +87,7 @@ def _run(bag: Any, dag_id: str, logical_date: str) -> dict[str, Any]:
     # The definitions retry after 60 s and more; a demo shows a failure at once instead.
     for task in dag.tasks:
         task.retries = 0
-    run = dag.test(logical_date=datetime.fromisoformat(logical_date))
+    run = dag.test(logical_date=parse_instant(logical_date))
     xcoms = _summaries(dag_id, run.run_id)
     tis = run.get_task_instances()
     return {

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from hydroserver_provider.testing import stations
 from hydroserver_provider.testing.sources import Handler, LocalSourceServer
+from hydroserver_provider.timestamps import parse_instant
 
 if TYPE_CHECKING:
     from hydroserver_provider.definitions import Task
@@ -177,7 +178,10 @@ def _serve_river_api(task: Task, hosts: SourceHosts,
 
 
 def _utc(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+    moment = parse_instant(text)
+    if moment is None:
+        raise ValueError("an empty date")
+    return moment
 
 
 # --------------------------------------------------------------------------------------------
@@ -237,8 +241,7 @@ def _serve_hydrocron(task: Task, hosts: SourceHosts,
     rows = list(csv.DictReader(io.StringIO(json.loads(body)["results"]["csv"])))
     for name in fields:
         _REPLAYED[name] = sorted(
-            (datetime.strptime(r["time_str"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC),
-             float(r[name])) for r in rows
+            (_utc(r["time_str"]), float(r[name])) for r in rows
             if r["time_str"] != "no_data" and float(r[name]) > -999999999999.0)
     conn_id = (task.airflow.hydrocron_conn_id or payload.hydrocron_conn_id).upper()
     return {f"AIRFLOW_CONN_{conn_id}": json.dumps({"conn_type": "hydrocron",
