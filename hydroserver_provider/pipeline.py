@@ -31,8 +31,21 @@ from hydroserver_provider.sources import (
     source_for,
 )
 from hydroserver_provider.sources.parse import ParseResult
-from hydroserver_provider.sources.placeholders import EPOCH, RunWindow
-from hydroserver_provider.timestamps import parse_instant, to_utc_iso
+from hydroserver_provider.sources.placeholders import (
+    EPOCH,
+    RunWindow,
+    connection_zone,
+    redact_text,
+)
+from hydroserver_provider.summary import (
+    describe_window,
+    log_datastreams,
+    run_message,
+    timestamp_warnings,
+    window_block,
+)
+from hydroserver_provider.text import plural
+from hydroserver_provider.timestamps import parse_instant
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +135,9 @@ def run_ingestion(
             return window.start  # type: ignore[return-value]
         return oldest_end(metadata, start_time, connection.lookback)
 
+    zone = connection_zone(connection)
+    if window.bounded:
+        log.info("Window: %s", describe_window(window.start, window.end, zone))  # type: ignore[arg-type]
     read = (source or source_for(connection)).read(SourceRun(
         connection=connection, mappings=mappings, window=window,
         task_variables=task_variables or {}, latest_observation=latest_observation,
@@ -129,16 +145,20 @@ def run_ingestion(
                               retry=options.source_retry, max_bytes=options.max_source_bytes),
         hydroserver=client, metadata=metadata))
     parsed = read.parsed
-    log.info("Read %s rows from the source", f"{parsed.rows_read:,}")
+    log.info("Read %s from the source", plural(parsed.rows_read, "row"))
     reason = mode_reason(connection, window, read.windowed, read.lookback)
     log.info("Mode: %s (%s)", "windowed" if read.windowed else "incremental", reason)
     if on_parsed is not None:
         on_parsed(parsed)
     clients = _ThreadClients(client)
+    secrets = (*options.source_headers.values(), *read.secrets)
 
     def load(mapping: MappingDef) -> DatastreamOutcome:
         outcome = DatastreamOutcome(mapping.target_datastream_id, mapping.source_identifier)
         outcome.dropped = dict(parsed.dropped.get(mapping.source_identifier, {}))
+        outcome.dropped_examples = {
+            reason: [redact_text(e, secrets) for e in shown]
+            for reason, shown in parsed.drop_examples.get(mapping.source_identifier, {}).items()}
         if mapping.target_datastream_id in missing:
             outcome.error = missing[mapping.target_datastream_id]
             return outcome
@@ -164,16 +184,34 @@ def run_ingestion(
     finally:
         clients.close()
 
-    summary = _summary(outcomes, parsed, read.url, read.values, window, read.windowed,
-                       options.dry_run, time.monotonic() - began)
-    summary["mode_reason"] = reason
-    summary["notes"] = list(parsed.notes)
-    for note in parsed.notes:
-        log.warning("Note: %s", note)
-    summary.update(read.summary())
+    datastreams = [o.as_dict() for o in outcomes]
+    timestamps = parsed.timestamps.as_dict()
+    summary = {
+        "status": "FAILURE" if any(o.failed for o in outcomes) else "SUCCESS",
+        "message": run_message(datastreams, options.dry_run),
+        "dry_run": options.dry_run,
+        "mode": "windowed" if read.windowed else "incremental",
+        "mode_reason": reason,
+        "window": window_block(window.start, window.end, zone),
+        "url": read.url,
+        "variables": read.values,
+        "rows_read": parsed.rows_read,
+        "loaded": sum(o.loaded for o in outcomes),
+        "timestamps": timestamps,
+        "notes": list(parsed.notes),
+        "warnings": timestamp_warnings(timestamps),
+        "datastreams": datastreams,
+        "seconds": round(time.monotonic() - began, 3),
+        **read.summary(),
+    }
     prefix = read.describe()
     if prefix:
         summary["message"] = f"{prefix} {summary['message']}"
+    for text in summary["notes"]:
+        log.info("Note: %s", text)
+    for text in summary["warnings"]:
+        log.warning("%s", text)
+    log_datastreams(summary, log)
     log.info(summary["message"])
     if summary["status"] == "FAILURE":
         raise IngestionFailed(summary["message"], summary)
@@ -235,35 +273,3 @@ def _metadata(client: HydroServerClient, targets: list[str],
                 f"(HTTP {exc.status}: {exc.detail})"
             )
     return metadata, missing
-
-
-def _summary(outcomes: list[DatastreamOutcome], parsed: ParseResult, url: str,
-             variables: dict[str, str], window: RunWindow, windowed: bool, dry_run: bool,
-             seconds: float) -> dict[str, Any]:
-    failed = [o for o in outcomes if o.failed]
-    loaded = sum(o.loaded for o in outcomes)
-    into = sum(1 for o in outcomes if o.loaded)
-    verb = "Would load" if dry_run else "Loaded"
-    if failed:
-        names = "; ".join(f"{o.name or o.datastream_id}: {o.error}" for o in failed)
-        message = (f"{len(failed)} of {len(outcomes)} datastreams failed ({names}). "
-                   f"{verb} {loaded} observations into {into} datastreams.")
-    elif loaded:
-        message = f"{verb} {loaded} observations into {into} datastreams."
-    else:
-        message = "Already up to date."
-    return {
-        "status": "FAILURE" if failed else "SUCCESS",
-        "message": message,
-        "dry_run": dry_run,
-        "mode": "windowed" if windowed else "incremental",
-        "window": ({"start": to_utc_iso(window.start), "end": to_utc_iso(window.end)}
-                   if window.bounded else None),
-        "url": url,
-        "variables": variables,
-        "rows_read": parsed.rows_read,
-        "loaded": loaded,
-        "timestamps": parsed.timestamps.as_dict(),
-        "datastreams": [o.as_dict() for o in outcomes],
-        "seconds": round(seconds, 3),
-    }

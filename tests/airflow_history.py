@@ -111,7 +111,7 @@ def _runs(now: datetime) -> list[dict]:
             interval_start=iso(6.0), interval_end=iso(5.0)),
         run(river1, "scheduled__r2", "failed", 4.0, 3.9, "failed", {"summary": _summary(
             "FAILURE", "1 of 2 datastreams failed (Gage height: HydroServer answered 500). "
-                       "Loaded 2 observations into 1 datastreams.",
+                       "Loaded 2 observations into 1 datastream.",
             _ds(DISCHARGE, "Discharge", 2),
             _ds(GAGE, "Gage height", 0, error="HydroServer answered 500"))},
             interval_start=iso(5.0), interval_end=iso(4.0)),
@@ -125,7 +125,7 @@ def _runs(now: datetime) -> list[dict]:
             interval_start=iso(1.2), interval_end=iso(0.2)),
         run(river1, "manual__r5", "queued", None, None, None, run_type="manual"),
         run(river2, "scheduled__s1", "success", 1.0, 0.9, "success", {"return_value": _summary(
-            "SUCCESS", "Loaded 5 observations into 1 datastreams.",
+            "SUCCESS", "Loaded 5 observations into 1 datastream.",
             _ds(RIVER2, "Discharge 2", 5))},
             interval_start=iso(7.0), interval_end=iso(1.0)),
         run(manual, "manual__m1", "failed", 2.0, 1.99, "failed", None, run_type="manual"),

@@ -10,7 +10,7 @@ import sys
 import hydroserver_provider
 
 CORE = ("definitions", "sources", "hydroserver", "timestamps", "periods", "pipeline", "errors",
-        "defaults", "retries", "text")
+        "defaults", "retries", "summary", "text")
 AIRFLOW_SIDE = ("hooks", "operators", "notifications", "factory", "cli", "runs",
                 "demo", "testing", "compat")
 

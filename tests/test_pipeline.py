@@ -239,7 +239,7 @@ def test_dry_run_writes_nothing_and_reports_what_would_load(local_hydroserver, c
     summary = run_ingestion(client, conn, mappings, window=window(datetime(2025, 6, 1, tzinfo=UTC), 2),
                             options=RunOptions(dry_run=True))
     assert summary["dry_run"] is True
-    assert summary["message"] == "Would load 8 observations into 1 datastreams."
+    assert summary["message"] == "Would load 8 observations into 1 datastream."
     assert local_hydroserver.observations(level) == []
 
 

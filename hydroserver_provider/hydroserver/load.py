@@ -71,6 +71,7 @@ class DatastreamOutcome:
     skipped: int = 0
     skipped_reasons: dict[str, int] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
+    dropped_examples: dict[str, list[str]] = field(default_factory=dict)  # reason -> where, what
     first: str | None = None
     last: str | None = None
     error: str | None = None
@@ -103,6 +104,7 @@ class DatastreamOutcome:
             "skipped_reasons": dict(self.skipped_reasons),
             "dropped": dict(self.dropped),
             "dropped_total": sum(self.dropped.values()),
+            "dropped_examples": {k: list(v) for k, v in self.dropped_examples.items()},
             "first": self.first,
             "last": self.last,
             "error": self.error,

@@ -69,6 +69,7 @@ class SourceRead(Protocol):
     windowed: bool
     load_window: tuple[datetime, datetime] | None  # the window the run owns, if windowed
     lookback: timedelta | None  # incremental runs: how far before the stored end to re-check
+    secrets: tuple[str, ...]  # values the source was given that must never be shown
 
     def prepare(self, outcome: DatastreamOutcome, series: ParsedSeries) -> ParsedSeries | None:
         """The series to load into ``outcome``'s datastream, or None after recording in

@@ -334,7 +334,9 @@ def parse_csv(
     parser = TimestampParser.for_connection(connection)
     ts_key = connection.timestamp_key
     wanted = list(dict.fromkeys([ts_key, *identifiers]))
-    builder = SeriesBuilder(identifiers, parser, where=f"column {ts_key!r}")
+    # rows are named by their place among the data rows (blank and comment lines not counted)
+    builder = SeriesBuilder(identifiers, parser, where=f"column {ts_key!r}",
+                            row_label=lambda i: f"data row {i + 1:,}")
 
     source = _ByteSource(stream)
     header_line: bytes | None = None

@@ -211,7 +211,8 @@ def parse_json(
     expression = payload.jmespath
     parser = TimestampParser.for_connection(connection)
     ts_key = connection.timestamp_key
-    builder = SeriesBuilder(identifiers, parser, where=f"field {ts_key!r}")
+    builder = SeriesBuilder(identifiers, parser, where=f"field {ts_key!r}",
+                            row_label=lambda i: f"record {i + 1:,}")
     document = _load(_read_all(stream), where)
     records = select_records(document, expression, where)
     del document

@@ -43,6 +43,9 @@ __all__ = [
     "parse_payload",
 ]
 
+MAX_DROP_EXAMPLES = 3
+"""Dropped values kept per identifier and reason, to show what was wrong and where."""
+
 # Rows read and classified per chunk. Chunks this size keep pandas' tokenizer and the string table
 # it builds for the timestamp column inside the CPU caches: a 1M-row CSV parses ~25% faster than
 # with 200,000-row chunks, and peak memory is lower (see docs/benchmarks.md, Ingestion).
@@ -95,6 +98,8 @@ class ParseResult:
     # datastreams; the other identifiers still load
     missing: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # how the source was read, for the summary
+    # identifier -> reason -> the first few dropped values and where they were ("row 5: '---'")
+    drop_examples: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
     @property
     def table(self) -> pd.DataFrame:
@@ -185,6 +190,15 @@ def not_found_message(
     return " ".join(parts) + f" Available {kind}s: {shown or '(none)'}"
 
 
+def _shown(value: Any) -> str:
+    """A raw value as a drop example: quoted and short; "(empty)" for a missing one."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "(empty)"
+    if isinstance(value, str):
+        return repr(shorten(value, 40)) if value.strip() else "(blank)"
+    return shorten(repr(value), 40)
+
+
 def _classify_values(
     raw: Any, fill_values: np.ndarray | None
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -244,6 +258,8 @@ class SeriesBuilder:
 
     ``where`` names the timestamp column/field in error messages ("column 'Timestamp'").
     ``fill_values``: values meaning "no data" (dropped as ``"fill_value"``).
+    ``row_label``: how a row is named in the drop examples, from its 0-based position among the
+    data rows ("data row 5", "record 5").
     """
 
     def __init__(
@@ -253,6 +269,7 @@ class SeriesBuilder:
         *,
         where: str = "the timestamp column",
         fill_values: Collection[float] = (),
+        row_label: Callable[[int], str] = lambda i: f"row {i + 1:,}",
     ) -> None:
         self.identifiers = list(dict.fromkeys(identifiers))
         self.parser = parser
@@ -265,6 +282,8 @@ class SeriesBuilder:
         self._dropped: dict[str, dict[str, int]] = {i: {} for i in self.identifiers}
         self.missing: dict[str, str] = {}
         self.notes: list[str] = []
+        self.row_label = row_label
+        self._examples: dict[str, dict[str, list[str]]] = {i: {} for i in self.identifiers}
 
     def note(self, text: str) -> None:
         """Something the run summary should say about how the source was read."""
@@ -283,12 +302,13 @@ class SeriesBuilder:
         for name in names:
             self.missing[name] = message(name)
             self.identifiers.remove(name)
-            del self._values[name], self._dropped[name]
+            del self._values[name], self._dropped[name], self._examples[name]
 
     def add(self, raw_timestamps: Any, raw_values: Mapping[str, Any]) -> None:
         """One chunk: the raw timestamp column and, per identifier, its raw column (same length)."""
         ts, naive = self.parser.parse(raw_timestamps)
         n = len(ts)
+        offset = self.rows_read
         self.rows_read += n
         ts_ok = ts != NAT
         n_bad_ts = n - int(ts_ok.sum())
@@ -299,11 +319,14 @@ class SeriesBuilder:
                 raise ValueError(f"column for {ident!r} has {len(values)} rows, expected {n}")
             counts = self._dropped[ident]
             for reason, mask in reasons.items():
-                hit = int(np.count_nonzero(mask & ts_ok if n_bad_ts else mask))
+                dropped = mask & ts_ok if n_bad_ts else mask
+                hit = int(np.count_nonzero(dropped))
                 if hit:
                     counts[reason] = counts.get(reason, 0) + hit
+                    self._example(ident, reason, dropped, raw, offset)
             if n_bad_ts:
                 counts["unparsable_timestamp"] = counts.get("unparsable_timestamp", 0) + n_bad_ts
+                self._example(ident, "unparsable_timestamp", ~ts_ok, raw_timestamps, offset)
             self._values[ident].append(values)
         if naive is not None:
             if self._naive is None:  # earlier chunks had nothing to localise
@@ -313,6 +336,16 @@ class SeriesBuilder:
         elif self._naive is not None:
             self._naive.append(np.zeros(n, dtype=bool))
         self._ts.append(ts)
+
+    def _example(self, ident: str, reason: str, mask: np.ndarray, raw: Any, offset: int) -> None:
+        """Keep the first few dropped values of a reason, with where they were."""
+        shown = self._examples[ident].setdefault(reason, [])
+        room = MAX_DROP_EXAMPLES - len(shown)
+        if room <= 0:
+            return
+        for i in np.flatnonzero(mask)[:room].tolist():
+            value = raw.iloc[i] if isinstance(raw, pd.Series) else raw[i]
+            shown.append(f"{self.row_label(offset + i)}: {_shown(value)}")
 
     def finish(self) -> ParseResult:
         """Resolve local times over the whole column, then sort, de-duplicate and drop per series.
@@ -344,8 +377,9 @@ class SeriesBuilder:
                     shared = (sorted_ts if last is None else sorted_ts[last], last)
                     shared[0].flags.writeable = False
                 t, last = shared
+                before_dedup = sorted_ts
             else:
-                t = sorted_ts[keep]
+                t = before_dedup = sorted_ts[keep]
                 values = values[keep]
                 last = _last_of_runs(t)
                 if last is not None:
@@ -357,6 +391,10 @@ class SeriesBuilder:
                 dups = int(last.size - np.count_nonzero(last))
                 counts = self._dropped[ident]
                 counts["duplicate_timestamp"] = counts.get("duplicate_timestamp", 0) + dups
+                repeated = before_dedup[~last][:MAX_DROP_EXAMPLES].view("M8[us]")
+                self._examples[ident]["duplicate_timestamp"] = [
+                    f"{np.datetime_as_string(t, unit='s')}Z (a later row has the same time)"
+                    for t in repeated]
             series[ident] = ParsedSeries(timestamps=t.view("M8[us]"), values=values)
         return ParseResult(
             series=series,
@@ -365,6 +403,7 @@ class SeriesBuilder:
             timestamps=self.parser.report,
             missing=self.missing,
             notes=list(self.notes),
+            drop_examples={i: e for i, e in self._examples.items() if e},
         )
 
 

@@ -7,7 +7,7 @@ space. Values that look like secrets are redacted in the URL the logs and result
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from urllib.parse import parse_qsl, quote, urlsplit
@@ -53,6 +53,7 @@ class ResolvedURL:
     url: str
     redacted_url: str
     values: dict[str, str]  # formatted, un-encoded values by placeholder name (secrets redacted)
+    secrets: tuple[str, ...] = ()  # the secret values filled in, never to be shown
 
 
 def secret_placeholder_names(source_url: str) -> list[str]:
@@ -126,6 +127,7 @@ def resolve_url(
         url=url,
         redacted_url=redact_url(url, secret_values),
         values={k: (REDACTED if v in secret_values else v) for k, v in values.items()},
+        secrets=tuple(sorted(v for v in secret_values if v)),
     )
 
 
@@ -160,6 +162,14 @@ def _value(variable: PlaceholderVariable, window: RunWindow, task_variables: Map
                                    "latest_observation_timestamp or per_task", found=kind)
 
 
+def redact_text(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every known secret (as written or URL-encoded) replaced by ``***``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(quote(secret, safe="-_.~:"), REDACTED).replace(secret, REDACTED)
+    return text
+
+
 def redact_url(url: str, secrets: set[str] | tuple[str, ...] = ()) -> str:
     """``url`` with credentials, secret-looking query values and known secrets replaced."""
     parts = urlsplit(url)
@@ -171,7 +181,4 @@ def redact_url(url: str, secrets: set[str] | tuple[str, ...] = ()) -> str:
             shown = shown.replace(f"{quote(key, safe='')}={quote(value, safe='-_.~:')}",
                                   f"{quote(key, safe='')}={REDACTED}")
             shown = shown.replace(f"{key}={value}", f"{key}={REDACTED}")
-    for secret in secrets:
-        if secret:
-            shown = shown.replace(quote(secret, safe="-_.~:"), REDACTED).replace(secret, REDACTED)
-    return shown
+    return redact_text(shown, secrets)

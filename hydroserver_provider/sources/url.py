@@ -31,6 +31,7 @@ class UrlRead:
     windowed: bool = False
     load_window: tuple[datetime, datetime] | None = None
     lookback: timedelta | None = None
+    secrets: tuple[str, ...] = ()
 
     def prepare(self, outcome: DatastreamOutcome, series: ParsedSeries) -> ParsedSeries | None:
         return series
@@ -66,4 +67,4 @@ class UrlSource:
         return UrlRead(parsed=parsed, url=resolved.redacted_url, values=resolved.values,
                        windowed=windowed,
                        load_window=(window.start, window.end) if windowed else None,  # type: ignore[arg-type]
-                       lookback=connection.lookback)
+                       lookback=connection.lookback, secrets=resolved.secrets)

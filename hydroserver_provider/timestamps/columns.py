@@ -65,6 +65,7 @@ class TimestampReport:
     ambiguous_by_order: int = 0  # fall-back rows resolved from the order of the rows
     ambiguous_by_rule: int = 0  # fall-back rows the order could not resolve (read as fold=0)
     nonexistent: int = 0  # spring-forward rows, read with the offset before the change
+    read_as_utc: int = 0  # values without an offset read as UTC because no zone is configured
     format_tried: str = ISO_8601  # "ISO 8601" or the strftime format
 
     def as_dict(self) -> dict[str, Any]:
@@ -75,6 +76,7 @@ class TimestampReport:
             "ambiguous_by_order": self.ambiguous_by_order,
             "ambiguous_by_rule": self.ambiguous_by_rule,
             "nonexistent": self.nonexistent,
+            "read_as_utc": self.read_as_utc,
             "format_tried": self.format_tried,
         }
 
@@ -184,14 +186,17 @@ class TimestampParser:
                 # and find the naive ones from the text.
                 result = pd.to_datetime(series, format="ISO8601", errors="coerce", utc=True)
                 values = _to_int64(result)
-                if not self._localize:
+                if not self._localize and self.zone is not None:
                     return values, None
                 aware = series.str.contains(_AWARE_RE, na=False).to_numpy(dtype=bool)
-                return values, ~aware
+                self._count_read_as_utc(values, ~aware)
+                return (values, ~aware) if self._localize else (values, None)
             values = _to_int64(result)
+            all_naive = getattr(result.dtype, "tz", None) is None
+            if all_naive:
+                self._count_read_as_utc(values)
             if not self._localize:
                 return values, None
-            all_naive = getattr(result.dtype, "tz", None) is None
             return values, np.full(n, all_naive, dtype=bool)
         if self._fmt_has_zone:
             result = pd.to_datetime(series, format=self.format, errors="coerce", utc=True)
@@ -199,9 +204,19 @@ class TimestampParser:
             return values, (np.zeros(n, dtype=bool) if self._localize else None)
         result = pd.to_datetime(series, format=self.format, errors="coerce")
         values = _to_int64(result)
+        if not self._fmt_utc:
+            self._count_read_as_utc(values)
         if not self._localize:
             return values, None
         return values, np.full(n, not self._fmt_utc, dtype=bool)
+
+    def _count_read_as_utc(self, values: np.ndarray, naive: np.ndarray | None = None) -> None:
+        """Count values without an offset that are read as UTC only because the connection sets
+        no time zone (the guide's "timestamps shifted by several hours")."""
+        if self.zone is not None:
+            return
+        valid = values != NAT
+        self.report.read_as_utc += int(np.count_nonzero(valid if naive is None else valid & naive))
 
     # -- whole column -----------------------------------------------------------------------------
 

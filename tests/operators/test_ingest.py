@@ -57,7 +57,8 @@ def test_execute_loads_the_data_interval_and_returns_the_summary(env):
     )
     summary = op.execute({"data_interval_start": T0, "data_interval_end": T0 + timedelta(hours=2)})
     assert summary["status"] == "SUCCESS" and summary["loaded"] == 2
-    assert summary["window"] == {"start": "2025-06-01T00:00:00Z", "end": "2025-06-01T02:00:00Z"}
+    assert summary["window"] == {"start": "2025-06-01T00:00:00Z", "end": "2025-06-01T02:00:00Z",
+                                 "shown": "2025-06-01 00:00 -> 02:00 UTC"}
     assert json.loads(json.dumps(summary)) == summary  # XCom-serialisable
     assert [t for t, _ in hs.observations(flow)] == [T0, T0 + timedelta(hours=1)]
 

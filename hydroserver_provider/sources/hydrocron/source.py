@@ -139,6 +139,10 @@ class HydrocronRun:
         return {"feature_id": self.feature_id}
 
     @property
+    def secrets(self) -> tuple[str, ...]:
+        return ()  # the API key travels in a header the client holds, never in the answer
+
+    @property
     def load_window(self) -> tuple[datetime, datetime] | None:
         return (self.start, self.end) if self.windowed else None
 
