@@ -8,6 +8,7 @@ from __future__ import annotations
 from airflow.sdk import (
     DAG,
     Asset,
+    AssetAlias,
     BaseHook,
     BaseNotifier,
     BaseOperator,
@@ -27,6 +28,7 @@ __all__ = [
     "AirflowFailException",
     "AirflowNotFoundException",
     "Asset",
+    "AssetAlias",
     "BaseHook",
     "BaseNotifier",
     "BaseOperator",

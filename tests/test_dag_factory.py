@@ -312,8 +312,9 @@ def test_provider_settings_chunk_rows_and_asset_host(tmp_path):
     dag = one_dag(tmp_path, "interval: 1\ninterval_period: hours",
                   extra="airflow: {chunk_rows: 1000, asset_host: hydroserver.example.org}")
     assert dag.params["chunk_rows"] == 1000
-    outlets = dag.get_task("ingest").outlets
-    assert [a.uri for a in outlets] == [f"hydroserver://hydroserver.example.org/datastreams/{DS1}"]
+    task = dag.get_task("ingest")
+    assert task.asset_host == "hydroserver.example.org"  # named in its datastreams' assets
+    assert [a.name for a in task.outlets] == ["hydroserver-datastreams:hydroserver_station_42.ingest"]
 
 
 def test_unknown_airflow_setting_in_a_file_is_a_definition_error(tmp_path):

@@ -7,13 +7,22 @@ the task's XCom. ``__init__`` does no I/O; everything happens in ``execute``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from hydroserver_provider.assets import (
+    changed_datastreams,
+    datastream_alias,
+    datastream_asset,
+    datastream_uri,
+    event_extra,
+    hydroserver_host,
+)
 from hydroserver_provider.compat import (
     AirflowFailException,
-    Asset,
+    AssetAlias,
     BaseOperator,
     Connection,
     Variable,
@@ -22,15 +31,12 @@ from hydroserver_provider.compat import (
 from hydroserver_provider.defaults import CHUNK_ROWS, HYDROSERVER_CONN_ID
 from hydroserver_provider.timestamps import parse_instant
 
-
-def _datastream_asset_uri(host: str, datastream_id: str) -> str:
-    return f"hydroserver://{host}/datastreams/{datastream_id}"
+log = logging.getLogger(__name__)
 
 
 def datastream_assets(host: str, datastream_ids: Sequence[str]) -> list[Any]:
-    """The Assets announcing new data in these datastreams (``hydroserver://<host>/...``)."""
-    return [Asset(uri=_datastream_asset_uri(host, d), name=f"hydroserver/{host}/datastreams/{d}")
-            for d in datastream_ids]
+    """The assets of these datastreams on HydroServer ``host`` (``hydroserver://<host>/...``)."""
+    return [datastream_asset(host, d) for d in datastream_ids]
 
 
 def _to_bool(value: Any) -> bool:
@@ -87,8 +93,8 @@ class HydroIngestOperator(BaseOperator):
     :param start_time: the task's start; ``latest_observation_timestamp`` falls back to it.
     :param chunk_rows: observations per HydroServer request (templated).
     :param dry_run: do everything except the writes and report what would load (templated).
-    :param asset_host: the host named in the datastream Assets (``hydroserver://<host>/...``);
-        defaults to the connection id, since the URL is not known without a lookup.
+    :param asset_host: the host named in the datastream assets (``hydroserver://<host>/...``);
+        default: the host of the HydroServer connection's URL, read at run time.
     :param hydrocron_conn_id: HYDROCRON payloads: Airflow connection of type ``hydrocron``
         (default: the payload's ``hydrocron_conn_id``, itself ``hydrocron_default``).
     :param feature_id: HYDROCRON payloads: the reach, node or lake to load (templated); default:
@@ -98,6 +104,16 @@ class HydroIngestOperator(BaseOperator):
         process, then uses ``1/share`` of the rate (the payload's ``requests_per_second``, else
         the connection's) and keeps its slot until that pace allows its next request, so together
         they stay within the rate.
+
+    **Assets.** The task's outlet is one asset alias (:func:`~hydroserver_provider.assets.
+    datastream_alias`, unless ``outlets`` are given); a run that changed a datastream's rows adds
+    an event for that datastream's asset, ``hydroserver://<host>/datastreams/<id>``, with the
+    rows loaded and their span in its ``extra``. A dry run, a run that found nothing new, and a
+    datastream that received nothing announce nothing.
+
+    **Lineage.** :meth:`get_openlineage_facets_on_complete` reports the source (its URL with
+    secrets hidden, or the Hydrocron feature) as input and the datastreams as outputs, when
+    ``apache-airflow-providers-openlineage`` is installed.
     """
 
     template_fields: Sequence[str] = (
@@ -144,11 +160,12 @@ class HydroIngestOperator(BaseOperator):
         self.hydrocron_conn_id = hydrocron_conn_id
         self.feature_id = feature_id
         self.hydrocron_rate_share = max(1, int(hydrocron_rate_share))
-        self._asset_host = asset_host or hydroserver_conn_id
-        if "outlets" not in kwargs:
-            kwargs["outlets"] = datastream_assets(
-                self._asset_host, [m.target_datastream_id for m in self.mappings])
+        self.asset_host = asset_host
+        self._lineage: dict[str, Any] | None = None  # what this run read and wrote (execute)
+        declared = "outlets" in kwargs
         super().__init__(**kwargs)
+        if not declared:  # the datastreams' assets are added per run, to this alias
+            self.outlets = [datastream_alias(self.dag_id, self.task_id)]
 
     def _mask_secret_variables(self) -> None:
         """Tell Airflow's masker the values of secret placeholders (``?key={station_key}``), so
@@ -196,6 +213,7 @@ class HydroIngestOperator(BaseOperator):
         from hydroserver_provider.hooks.hydroserver import HydroServerHook
         from hydroserver_provider.pipeline import RunOptions, run_ingestion
 
+        self._lineage = None
         options = RunOptions(
             chunk_rows=int(self.chunk_rows), dry_run=_to_bool(self.dry_run),
             source_headers=source_auth_headers(self.data_connection.auth),
@@ -205,12 +223,18 @@ class HydroIngestOperator(BaseOperator):
         hook = HydroServerHook(self.hydroserver_conn_id)
         hydrocron = self._hydrocron_hook()
         try:
-            return run_ingestion(
-                hook.get_conn(), self.data_connection, self.mappings, window=self._window(context),
+            client = hook.get_conn()
+            host = self.asset_host or hydroserver_host(client.url)
+            self._lineage = {"host": host, "hydrocron_url": hydrocron.get_conn().base_url
+                             if hydrocron is not None else None, "summary": None}
+            summary = run_ingestion(
+                client, self.data_connection, self.mappings, window=self._window(context),
                 task_variables=self.task_variables, start_time=self.start_time, options=options,
                 source=self._hydrocron_source(hydrocron),
             )
         except IngestionFailed as exc:
+            if self._lineage is not None:
+                self._lineage["summary"] = exc.summary
             ti = context.get("ti")
             if ti is not None:
                 ti.xcom_push(key="summary", value=exc.summary)
@@ -222,24 +246,45 @@ class HydroIngestOperator(BaseOperator):
             if hydrocron is not None:
                 self._keep_pace(hydrocron)
                 hydrocron.close()
+        self._lineage["summary"] = summary
+        self._announce(context, summary, host)
+        return summary
+
+    # -- assets ---------------------------------------------------------------------------------
+
+    def _announce(self, context: Mapping[str, Any], summary: Mapping[str, Any],
+                  host: str) -> None:
+        """Add an asset event to each alias outlet for every datastream whose rows this run
+        changed (none on a dry run or when nothing was new); Airflow records them when the task
+        succeeds, and DAGs scheduled on those datastreams' assets run."""
+        aliases = [o for o in self.outlets or () if isinstance(o, AssetAlias)]
+        changed = changed_datastreams(summary)
+        events = context.get("outlet_events")
+        if not aliases or events is None:
+            return
+        if not changed:
+            why = "a dry run" if summary.get("dry_run") else "no datastream received rows"
+            log.info("No asset event: %s", why)
+            return
+        for alias in aliases:
+            for outcome in changed:
+                events[alias].add(datastream_asset(host, outcome["datastream_id"]),
+                                  extra=event_extra(outcome, summary))
+        log.info("Asset events for %d datastream%s: %s", len(changed),
+                 "" if len(changed) == 1 else "s",
+                 ", ".join(datastream_uri(host, o["datastream_id"]) for o in changed))
 
     # -- Hydrocron ------------------------------------------------------------------------------
 
     def _hydrocron_hook(self) -> Any:
         """The HydrocronHook of a HYDROCRON payload (None otherwise), limited to this instance's
-        share of the request rate; narrows a fan-out instance's outlets to its own datastreams."""
+        share of the request rate."""
         payload = self.data_connection.payload
         if payload.type != "HYDROCRON":
             return None
         from hydroserver_provider.hooks.hydrocron import HydrocronHook
         from hydroserver_provider.sources.ratelimit import shared_limiter
 
-        if any(m.feature_id for m in self.mappings):  # a fan-out instance: announce only its own
-            own = {_datastream_asset_uri(self._asset_host, m.target_datastream_id)
-                   for m in self.mappings}
-            self.outlets = [a for a in self.outlets
-                            if not str(getattr(a, "uri", "")).startswith("hydroserver://")
-                            or a.uri in own]
         hook = HydrocronHook.for_payload(payload, self.hydrocron_conn_id)
         client = hook.get_conn()
         if client.limiter is not None and self.hydrocron_rate_share > 1:
@@ -263,3 +308,71 @@ class HydroIngestOperator(BaseOperator):
         limiter = hook.get_conn().limiter
         if limiter is not None and self.hydrocron_rate_share > 1 and limiter.acquired:
             limiter.acquire()
+
+    # -- OpenLineage ----------------------------------------------------------------------------
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """What this run read and wrote, for OpenLineage (``apache-airflow-providers-openlineage``,
+        imported only here): the input is the source -- its URL with the task's own values
+        filled in, the run's dates left as placeholders and every secret shown as ``***``, or the
+        Hydrocron feature time series --, the outputs are the datastreams
+        (``hydroserver://<host>``, ``datastreams/<id>``) with the rows this run wrote. A dry run
+        writes nothing and reports no output. Also used on failure: the rows written before it.
+        """
+        from airflow.providers.common.compat.openlineage.facet import (
+            InputDataset,
+            OutputDataset,
+            OutputStatisticsOutputDatasetFacet,
+        )
+        from airflow.providers.openlineage.extractors import OperatorLineage
+
+        from hydroserver_provider.assets import output_dataset
+
+        facts = self._lineage or {}
+        summary: Mapping[str, Any] = facts.get("summary") or {}
+        source = self._source_dataset(facts, summary)
+        inputs = [InputDataset(namespace=source[0], name=source[1])] if source else []
+        outputs = []
+        host = facts.get("host") or self.asset_host
+        if host and not summary.get("dry_run") and not _to_bool(self.dry_run):
+            outcomes = {d["datastream_id"]: d for d in summary.get("datastreams") or ()}
+            for datastream_id in dict.fromkeys(m.target_datastream_id for m in self.mappings):
+                namespace, name = output_dataset(datastream_uri(host, datastream_id))
+                outcome = outcomes.get(datastream_id)
+                facets: dict[str, Any] = {}
+                if outcome:  # the rows this run wrote (0: it checked and found nothing new)
+                    facets["outputStatistics"] = OutputStatisticsOutputDatasetFacet(
+                        rowCount=int(outcome.get("loaded") or 0))
+                outputs.append(OutputDataset(namespace=namespace, name=name, outputFacets=facets))
+        return OperatorLineage(inputs=inputs, outputs=outputs)
+
+    def _source_dataset(self, facts: Mapping[str, Any],
+                        summary: Mapping[str, Any]) -> tuple[str, str] | None:
+        from hydroserver_provider.assets import (
+            hydrocron_dataset,
+            source_dataset,
+            source_lineage_url,
+        )
+
+        connection = self.data_connection
+        payload = connection.payload
+        if payload.type == "HYDROCRON":
+            from hydroserver_provider.sources.hydrocron.client import DEFAULT_URL
+
+            read = dict(summary.get("hydrocron") or {})
+            variables = self.task_variables if isinstance(self.task_variables, Mapping) else {}
+            feature_id = self.feature_id if self.feature_id not in (None, "", "None") else None
+            read.setdefault("feature", payload.feature)
+            read.setdefault("feature_id", feature_id or payload.feature_id
+                            or variables.get("feature_id"))
+            read.setdefault("collection", payload.collection_name)
+            return hydrocron_dataset(facts.get("hydrocron_url") or DEFAULT_URL, read)
+        if not connection.source_url:
+            return None
+        from hydroserver_provider.sources.placeholders import secret_placeholder_names
+
+        variables = self.task_variables if isinstance(self.task_variables, Mapping) else {}
+        values = {name: variables.get(name) for name in connection.per_task_names()}
+        url = source_lineage_url(connection.source_url, values,
+                                 secret_placeholder_names(connection.source_url))
+        return source_dataset(url)

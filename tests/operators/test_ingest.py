@@ -136,16 +136,112 @@ def test_source_auth_header_comes_from_an_airflow_connection(env, monkeypatch):
     assert secret not in json.dumps(summary)
 
 
-def test_outlets_name_each_target_datastream():
+def test_the_outlet_is_one_alias_declared_with_the_task():
+    from hydroserver_provider.compat import DAG, AssetAlias
+
+    with DAG("station_42", schedule=None):
+        op = HydroIngestOperator(
+            task_id="ingest", data_connection=connection("https://x.org/a.json"),
+            mappings=[{"source_identifier": "a", "target_datastream_id": "ds-1"},
+                      {"source_identifier": "b", "target_datastream_id": "ds-2"}])
+    assert op.outlets == [AssetAlias(name="hydroserver-datastreams:station_42.ingest")]
+    assert op.asset_host is None  # the connection's host, read at run time
+
+
+def _events(context) -> dict[str, dict]:
+    """The asset events a run added to its alias outlets: {asset uri: extra}."""
+    found = {}
+    for accessor in context["outlet_events"]._dict.values():
+        for event in accessor.asset_alias_events:
+            assert event.source_alias_name.startswith("hydroserver-datastreams:")
+            assert event.dest_asset_key.name == event.dest_asset_key.uri  # Asset(uri) matches
+            found[event.dest_asset_key.uri] = event.extra
+    return found
+
+
+def _run_context(**extra):
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
+    return {"data_interval_start": T0, "data_interval_end": T0 + timedelta(hours=2),
+            "outlet_events": OutletEventAccessors(), **extra}
+
+
+def test_asset_events_only_for_datastreams_that_received_rows_never_on_a_dry_run(env):
+    """Two datastreams, one already holding the window: a run announces only the other, with
+    the rows loaded and their span; running the window again (a no-op) or as a dry run
+    announces nothing."""
+    hs, source = env
+    flow = hs.create_datastream(name="Discharge")
+    stage = hs.create_datastream(name="Gage height", observations=[
+        (T0 + timedelta(hours=h), stations.gage_height(T0 + timedelta(hours=h)))
+        for h in range(2)])
+
+    def operator(**kwargs):
+        return HydroIngestOperator(
+            task_id="ingest",
+            data_connection=connection(source.url + "/api.json?from={start}&to={end}",
+                                       **WINDOWED),
+            mappings=[{"source_identifier": "values.discharge", "target_datastream_id": flow},
+                      {"source_identifier": "values.gage_height", "target_datastream_id": stage}],
+            **kwargs)
+
+    host = hs.url.split("://", 1)[1]
+    dry = _run_context()
+    assert operator(dry_run="True").execute(dry)["loaded"] == 2
+    assert _events(dry) == {} and hs.observations(flow) == []
+
+    first = _run_context()
+    summary = operator().execute(first)
+    assert summary["loaded"] == 2
+    assert _events(first) == {f"hydroserver://{host}/datastreams/{flow}": {
+        "datastream_id": flow, "datastream_name": "Discharge",
+        "source_identifier": "values.discharge", "rows_loaded": 2, "rows_revised": 0,
+        "rows_removed": 0, "first_timestamp": "2025-06-01T00:00:00Z",
+        "last_timestamp": "2025-06-01T01:00:00Z", "mode": "windowed",
+        "window": {"start": "2025-06-01T00:00:00Z", "end": "2025-06-01T02:00:00Z"}}}
+    assert "outlet" not in json.dumps(summary)  # the summary is unchanged
+
+    again = _run_context()
+    assert operator().execute(again)["loaded"] == 0
+    assert _events(again) == {}
+
+    named = _run_context()
+    operator(asset_host="HydroServer.Example.org").execute(
+        {**named, "data_interval_start": T0 + timedelta(hours=2),
+         "data_interval_end": T0 + timedelta(hours=3)})
+    assert set(_events(named)) == {f"hydroserver://hydroserver.example.org/datastreams/{d}"
+                                   for d in (flow, stage)}
+
+
+def test_openlineage_facets_name_the_source_without_secrets_and_the_datastreams(env):
+    from airflow.providers.openlineage.extractors import OperatorLineage
+
+    hs, source = env
+    flow = hs.create_datastream(name="Discharge")
     op = HydroIngestOperator(
-        task_id="ingest", data_connection=connection("https://x.org/a.json"),
-        mappings=[{"source_identifier": "a", "target_datastream_id": "ds-1"},
-                  {"source_identifier": "b", "target_datastream_id": "ds-2"}],
-        asset_host="hydroserver.example.org",
-    )
-    assert [o.uri for o in op.outlets] == [
-        "hydroserver://hydroserver.example.org/datastreams/ds-1",
-        "hydroserver://hydroserver.example.org/datastreams/ds-2"]
+        task_id="ingest",
+        data_connection=connection(
+            source.url + "/api.json?from={start}&to={end}&site={site}&key={station}",
+            placeholder_variables=[*WINDOWED["placeholder_variables"],
+                                   {"name": "site", "variable_type": "per_task"},
+                                   {"name": "station", "variable_type": "per_task"}]),
+        mappings=[{"source_identifier": "values.discharge", "target_datastream_id": flow}],
+        task_variables={"site": "09380000", "station": "stn-secret-5Q8ZL"})
+    op.execute(_run_context())
+    lineage = op.get_openlineage_facets_on_complete(None)
+    assert isinstance(lineage, OperatorLineage)
+    (source_ds,) = lineage.inputs
+    assert source_ds.namespace == source.url
+    assert source_ds.name == "/api.json?from={start}&to={end}&site=09380000&key=***"
+    (output,) = lineage.outputs
+    host = hs.url.split("://", 1)[1]
+    assert (output.namespace, output.name) == (f"hydroserver://{host}", f"datastreams/{flow}")
+    assert output.outputFacets["outputStatistics"].rowCount == 2
+    assert "stn-secret-5Q8ZL" not in repr(lineage)
+
+    op.dry_run = "True"  # type: ignore[assignment]
+    op.execute(_run_context())
+    assert op.get_openlineage_facets_on_complete(None).outputs == []
 
 
 def test_a_definition_problem_fails_without_retries(env):
