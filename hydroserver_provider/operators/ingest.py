@@ -111,6 +111,10 @@ class HydroIngestOperator(BaseOperator):
     rows loaded and their span in its ``extra``. A dry run, a run that found nothing new, and a
     datastream that received nothing announce nothing.
 
+    **Secrets.** The values of secret placeholders, the source's auth header value and the
+    HydroServer and Hydrocron credentials are registered with Airflow's secrets masker as soon as
+    the templates are rendered, before Airflow stores the rendered fields.
+
     **Lineage.** :meth:`get_openlineage_facets_on_complete` reports the source (its URL with
     secrets hidden, or the Hydrocron feature) as input and the datastreams as outputs, when
     ``apache-airflow-providers-openlineage`` is installed.
@@ -167,6 +171,37 @@ class HydroIngestOperator(BaseOperator):
         if not declared:  # the datastreams' assets are added per run, to this alias
             self.outlets = [datastream_alias(self.dag_id, self.task_id)]
 
+    # -- secrets --------------------------------------------------------------------------------
+
+    def _do_render_template_fields(self, parent: Any, template_fields: Any, context: Any,
+                                   jinja_env: Any, seen_oids: set[int]) -> None:
+        """Render, then register this run's secrets with Airflow's masker at once.
+
+        The task runner renders the templates and then, before ``execute``, redacts and stores
+        the rendered fields (the UI's Rendered Templates tab): a secret registered only in
+        ``execute`` would be stored in clear text. This is the method both ``BaseOperator`` and a
+        mapped (fan-out) instance render through.
+        """
+        super()._do_render_template_fields(parent, template_fields, context, jinja_env,
+                                           seen_oids)
+        if parent is self:
+            self.register_secrets()
+
+    def register_secrets(self) -> None:
+        """Tell Airflow's masker every secret this task uses: the values of secret placeholders
+        (``?key={station}``: the provider treats ``key`` as secret), the source's auth header
+        value, and the HydroServer and Hydrocron credentials. A secret that cannot be read
+        here is not registered, and cannot leak: this process does not know it."""
+        self._mask_secret_variables()
+        for what, register in (("source auth", self._mask_source_auth),
+                               ("HydroServer connection", self._mask_hydroserver),
+                               ("Hydrocron connection", self._mask_hydrocron)):
+            try:
+                register()
+            except Exception as exc:  # execute() reads it again and reports the problem
+                log.debug("Could not read the %s to mask its secrets yet (%s)", what,
+                          type(exc).__name__)
+
     def _mask_secret_variables(self) -> None:
         """Tell Airflow's masker the values of secret placeholders (``?key={station_key}``), so
         no log line shows them, not even urllib3's debug line with the request's query."""
@@ -174,9 +209,34 @@ class HydroIngestOperator(BaseOperator):
 
         source_url = getattr(self.data_connection, "source_url", None) or ""
         for name in secret_placeholder_names(source_url):
-            value = self.task_variables.get(name)
+            value = self.task_variables.get(name) if isinstance(self.task_variables, Mapping) \
+                else None
             if value:
                 mask_secret(str(value))
+
+    def _mask_source_auth(self) -> None:
+        source_auth_headers(self.data_connection.auth)  # masks the value it reads
+
+    def _mask_hydroserver(self) -> None:
+        from hydroserver_provider.hooks.hydroserver import HydroServerHook
+
+        hook = HydroServerHook(self.hydroserver_conn_id)
+        try:
+            hook.get_conn()  # masks the API key or the password
+        finally:
+            hook.close()
+
+    def _mask_hydrocron(self) -> None:
+        payload = self.data_connection.payload
+        if payload.type != "HYDROCRON":
+            return
+        from hydroserver_provider.hooks.hydrocron import HydrocronHook
+
+        hook = HydrocronHook.for_payload(payload, self.hydrocron_conn_id)
+        try:
+            hook.get_conn()  # masks the API key
+        finally:
+            hook.close()
 
     def _window(self, context: Mapping[str, Any]):
         """The run's window, and whether it was given to the run (which then reloads it).

@@ -244,6 +244,33 @@ def test_openlineage_facets_name_the_source_without_secrets_and_the_datastreams(
     assert op.get_openlineage_facets_on_complete(None).outputs == []
 
 
+def test_secrets_are_masked_as_soon_as_the_templates_are_rendered(env, monkeypatch):
+    """The per-task value of a secret placeholder (``key={station}``: a name Airflow does not
+    mask by itself) and the source's auth value are known to the masker right after rendering,
+    before Airflow serialises the rendered fields -- not only in execute()."""
+    from airflow.sdk.execution_time.task_runner import _serialize_rendered_fields
+
+    from hydroserver_provider.compat import redact
+
+    hs, source = env
+    station, header = "stn-4HB7QX-value", "hdr-8JW2RT-value"
+    monkeypatch.setenv("AIRFLOW_VAR_SITE_HEADER", header)
+    op = HydroIngestOperator(
+        task_id="ingest",
+        data_connection=connection(
+            source.url + "/api.json?key={station}",
+            auth={"header_name": "X-Site", "variable": "site_header"},
+            placeholder_variables=[{"name": "station", "variable_type": "per_task"}]),
+        mappings=[{"source_identifier": "values.discharge", "target_datastream_id": "a" * 8}],
+        task_variables={"station": "{{ params.station }}"})
+    assert redact(station) == station  # not known to the masker yet
+    op.render_template_fields({"params": {"station": station}})
+    assert op.task_variables == {"station": station}
+    rendered = json.dumps(_serialize_rendered_fields(op))
+    assert station not in rendered and "***" in rendered
+    assert header not in str(redact(f"header {header}"))
+
+
 def test_a_definition_problem_fails_without_retries(env):
     from hydroserver_provider.compat import AirflowFailException
 
