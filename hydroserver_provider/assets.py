@@ -44,6 +44,7 @@ __all__ = [
     "event_extra",
     "hydroserver_host",
     "hydrocron_dataset",
+    "merge_extra",
     "output_dataset",
     "sanitize_uri",
     "source_dataset",
@@ -143,11 +144,11 @@ def datastream_alias(dag_id: str, task_id: str) -> AssetAlias:
 
 def changed_datastreams(summary: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     """The datastreams of a run summary whose stored rows this run changed: rows written (new
-    or revised) or, for a window the run owns, rows removed. None for a dry run."""
+    or revised) or, for a window the run owns, rows removed -- also by a datastream that failed
+    afterwards (its rows up to the failure are stored). None for a dry run."""
     if summary.get("dry_run"):
         return []
-    return [d for d in summary.get("datastreams") or ()
-            if d.get("status") == "SUCCESS" and (d.get("loaded") or d.get("removed"))]
+    return [d for d in summary.get("datastreams") or () if d.get("loaded") or d.get("removed")]
 
 
 def event_extra(outcome: Mapping[str, Any], summary: Mapping[str, Any]) -> dict[str, Any]:
@@ -170,6 +171,19 @@ def event_extra(outcome: Mapping[str, Any], summary: Mapping[str, Any]) -> dict[
         "mode": outcome.get("mode") or summary.get("mode"),
         "window": summary.get("window"),
     }
+
+
+def merge_extra(earlier: Mapping[str, Any], later: Mapping[str, Any]) -> dict[str, Any]:
+    """One event's ``extra`` for a datastream that received rows in two attempts of one task
+    instance (a failed try, then its retry): the rows added up, the span widened."""
+    merged = {**earlier, **later}
+    for key in ("rows_loaded", "rows_revised", "rows_removed"):
+        merged[key] = int(earlier.get(key) or 0) + int(later.get(key) or 0)
+    firsts = [t for t in (earlier.get("first_timestamp"), later.get("first_timestamp")) if t]
+    lasts = [t for t in (earlier.get("last_timestamp"), later.get("last_timestamp")) if t]
+    merged["first_timestamp"] = min(firsts) if firsts else None  # ISO 8601 UTC: sortable
+    merged["last_timestamp"] = max(lasts) if lasts else None
+    return merged
 
 
 # -- OpenLineage --------------------------------------------------------------------------------

@@ -90,7 +90,8 @@ def _summary(**overrides):
 
 def test_a_run_announces_the_datastreams_whose_rows_it_changed():
     summary = _summary()
-    assert [d["datastream_id"] for d in assets.changed_datastreams(summary)] == ["a", "c"]
+    # "d" failed after writing rows: they are stored (announced by the try that succeeds)
+    assert [d["datastream_id"] for d in assets.changed_datastreams(summary)] == ["a", "c", "d"]
     assert assets.changed_datastreams(_summary(dry_run=True)) == []
     extra = assets.event_extra(summary["datastreams"][0], summary)
     assert extra == {"datastream_id": "a", "datastream_name": "DS a", "source_identifier": "v",
@@ -98,6 +99,17 @@ def test_a_run_announces_the_datastreams_whose_rows_it_changed():
                      "first_timestamp": "2025-06-01T00:00:00Z",
                      "last_timestamp": "2025-06-01T01:00:00Z", "mode": "windowed",
                      "window": summary["window"]}
+
+
+def test_two_tries_make_one_event():
+    earlier = {"datastream_id": "a", "rows_loaded": 2, "rows_revised": 1, "rows_removed": 0,
+               "first_timestamp": "2025-06-01T01:00:00Z", "last_timestamp": "2025-06-01T02:00:00Z",
+               "mode": "windowed"}
+    later = {**earlier, "rows_loaded": 3, "rows_revised": 0, "rows_removed": 1,
+             "first_timestamp": "2025-06-01T00:00:00Z", "last_timestamp": "2025-06-01T01:30:00Z"}
+    assert assets.merge_extra(earlier, later) == {
+        **later, "rows_loaded": 5, "rows_revised": 1, "rows_removed": 1,
+        "first_timestamp": "2025-06-01T00:00:00Z", "last_timestamp": "2025-06-01T02:00:00Z"}
 
 
 def test_a_source_is_named_for_lineage_without_its_secrets():

@@ -12,6 +12,9 @@ The ingest task maps two datastreams; one already holds the source's rows. In or
 
 The OpenLineage provider is configured with a file transport (no network): its COMPLETE events
 carry the source (secrets hidden) as input and the datastreams as outputs.
+
+A second run fails its first try after loading one datastream and succeeds on retry: both
+datastreams are announced, the first with the rows the failed try wrote.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ T0 = datetime(2025, 6, 1, tzinfo=UTC)
 STATION_KEY = "stn-7RVQ2M-asset-test"  # a secret query value under a name Airflow ignores
 
 DEFINITIONS = """
-defaults: {{retries: 0}}
+defaults: {{{defaults}}}
 data_connections:
   - name: River API
     source_url: "{source}/api.json?from={{start}}&to={{end}}&site={{site}}&key={{station}}"
@@ -123,58 +126,77 @@ SCRIPT = textwrap.dedent("""
 @pytest.fixture
 def source():
     with LocalSourceServer() as server:
+        server.add("/api.json", lambda q: stations.api_json(
+            stations.parse_query_time(q["from"]), stations.parse_query_time(q["to"])),
+            "application/json")
         yield server
 
 
-def test_asset_events_trigger_the_consumer_of_each_loaded_datastream_only(tmp_path, source):
-    source.add("/api.json", lambda q: stations.api_json(
-        stations.parse_query_time(q["from"]), stations.parse_query_time(q["to"])),
-        "application/json")
+def run_airflow(tmp_path: Path, hs: LocalHydroServer, source: LocalSourceServer, *,
+                flow: str, stage: str, plan: list, defaults: str = "retries: 0") -> list[dict]:
+    """Write the DAG folder (the River task over ``flow`` and ``stage``, and a consumer DAG
+    per datastream), then run ``plan`` ([dag_id, logical date, conf] each) with ``dag.test()``
+    in a fresh ``AIRFLOW_HOME``; per step: its state, every asset event so far and the consumer
+    DAGs the scheduler finds ready to run."""
     home, dags, out = tmp_path / "home", tmp_path / "dags", tmp_path / "out"
     (dags / "definitions").mkdir(parents=True)
     out.mkdir()
     (dags / "hydroserver_ingestion.py").write_text(
         (REPO / "dags" / "hydroserver_ingestion.py").read_text())
-    lineage = tmp_path / "openlineage.jsonl"
+    (dags / "definitions" / "river.yaml").write_text(
+        DEFINITIONS.format(source=source.url, flow=flow, stage=stage, defaults=defaults))
+    (dags / "consumers.py").write_text(CONSUMERS.format(out=str(out), consumers={
+        "on_discharge": datastream_uri(hs, flow), "on_gage_height": datastream_uri(hs, stage)}))
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_"))}
+    env.update({
+        "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW_CONN_HYDROSERVER_DEFAULT": json.dumps(
+            {"conn_type": "hydroserver", "host": hs.url,
+             "extra": {"api_key": hs.api_key, "retries": 0}}),
+        "AIRFLOW_VAR_STATION": STATION_KEY,
+        "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
+            {"type": "file", "log_file_path": str(tmp_path / "openlineage.jsonl"),
+             "append": True}),
+        "AIRFLOW__OPENLINEAGE__NAMESPACE": "hydroserver-tests",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    })
+    env.pop("HYDROSERVER_DEFINITIONS_DIR", None)
+    done = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(plan)], env=env,
+                          capture_output=True, text=True, timeout=360, cwd=tmp_path)
+    output = done.stdout + done.stderr
+    (tmp_path / "airflow-output.log").write_text(output)  # to read when a test fails
+    assert done.returncode == 0, output[-6000:]
+    steps = json.loads(output.split("STEPS ", 1)[1].splitlines()[0])
+    assert [s["state"] for s in steps] == ["success"] * len(plan), output[-6000:]
+    return steps
+
+
+def datastream_uri(hs: LocalHydroServer, datastream_id: str) -> str:
+    return f"hydroserver://{hs.url.split('://', 1)[1]}/datastreams/{datastream_id}"
+
+
+WHEN = "2025-06-01T02:00:00+00:00"  # an hourly run: the window 01:00 -> 02:00, one row
+
+
+def test_asset_events_trigger_the_consumer_of_each_loaded_datastream_only(tmp_path, source):
+    out, lineage = tmp_path / "out", tmp_path / "openlineage.jsonl"
     with LocalHydroServer() as hs:
         host = hs.url.split("://", 1)[1]
         flow = hs.create_datastream(name="Discharge")
         stage = hs.create_datastream(name="Gage height", observations=[  # holds every row
             (T0 + timedelta(hours=h), stations.gage_height(T0 + timedelta(hours=h)))
             for h in range(-24, 48)])
-        uri = {ds: f"hydroserver://{host}/datastreams/{ds}" for ds in (flow, stage)}
-        (dags / "definitions" / "river.yaml").write_text(
-            DEFINITIONS.format(source=source.url, flow=flow, stage=stage))
-        (dags / "consumers.py").write_text(CONSUMERS.format(
-            out=str(out), consumers={"on_discharge": uri[flow], "on_gage_height": uri[stage]}))
-        env = {key: value for key, value in os.environ.items()
-               if not key.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_"))}
-        env.update({
-            "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-            "AIRFLOW_CONN_HYDROSERVER_DEFAULT": json.dumps(
-                {"conn_type": "hydroserver", "host": hs.url, "extra": {"api_key": hs.api_key}}),
-            "AIRFLOW_VAR_STATION": STATION_KEY,
-            "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
-                {"type": "file", "log_file_path": str(lineage), "append": True}),
-            "AIRFLOW__OPENLINEAGE__NAMESPACE": "hydroserver-tests",
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        })
-        env.pop("HYDROSERVER_DEFINITIONS_DIR", None)
-        when = "2025-06-01T02:00:00+00:00"
-        plan = [["hydroserver_river", when, {"dry_run": True}],
-                ["hydroserver_river", when, None],
-                ["on_discharge", None, None],
-                ["hydroserver_river", when, None]]
-        done = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(plan)], env=env,
-                              capture_output=True, text=True, timeout=360, cwd=tmp_path)
-        output = done.stdout + done.stderr
-        (tmp_path / "airflow-output.log").write_text(output)  # to read when it fails
-        assert done.returncode == 0, output[-6000:]
-        dry, loaded, consumer, again = json.loads(output.split("STEPS ", 1)[1].splitlines()[0])
+        uri = {ds: datastream_uri(hs, ds) for ds in (flow, stage)}
+        dry, loaded, consumer, again = run_airflow(
+            tmp_path, hs, source, flow=flow, stage=stage,
+            plan=[["hydroserver_river", WHEN, {"dry_run": True}],
+                  ["hydroserver_river", WHEN, None],
+                  ["on_discharge", None, None],
+                  ["hydroserver_river", WHEN, None]])
         stored = hs.observations(flow)
 
-    assert [s["state"] for s in (dry, loaded, consumer, again)] == ["success"] * 4, output[-6000:]
     # 1. a dry run: nothing announced, nobody queued
     assert dry["events"] == [] and dry["ready"] == []
     # 2. rows loaded into one datastream: one event on its asset, its consumer (only) is ready
@@ -209,3 +231,25 @@ def test_asset_events_trigger_the_consumer_of_each_loaded_datastream_only(tmp_pa
         assert {o["namespace"] for o in event["outputs"]} == {f"hydroserver://{host}"}
         assert outputs[f"datastreams/{flow}"]["outputStatistics"]["rowCount"] == rows
         assert outputs[f"datastreams/{stage}"]["outputStatistics"]["rowCount"] == 0
+
+
+def test_rows_a_failed_try_wrote_are_announced_when_its_retry_succeeds(tmp_path, source):
+    """Try 1 loads the discharge and fails on the gage height (HydroServer answers 503); its
+    retry finds the discharge row stored and loads the gage height. Both datastreams are
+    announced, with try 1's row, through Airflow's task state store: without it the discharge's
+    consumer would never learn of that row."""
+    with LocalHydroServer() as hs:
+        flow = hs.create_datastream(name="Discharge")
+        stage = hs.create_datastream(name="Gage height")
+        hs.faults.fail_next(1, 503, path_contains=f"{stage}/observations")
+        (run,) = run_airflow(tmp_path, hs, source, flow=flow, stage=stage,
+                             defaults="retries: 1, retry_delay: 0s",
+                             plan=[["hydroserver_river", WHEN, None]])
+        assert hs.faults.injected and len(hs.observations(flow)) == len(
+            hs.observations(stage)) == 1
+        uris = (datastream_uri(hs, flow), datastream_uri(hs, stage))
+    events = {uri: extra for uri, extra, _, _ in run["events"]}
+    assert {uri: extra["rows_loaded"] for uri, extra in events.items()} == dict.fromkeys(uris, 1)
+    assert run["ready"] == ["on_discharge", "on_gage_height"]
+    assert "Of them, rows written by an earlier try of this task" in (
+        tmp_path / "airflow-output.log").read_text()

@@ -19,6 +19,7 @@ from hydroserver_provider.assets import (
     datastream_uri,
     event_extra,
     hydroserver_host,
+    merge_extra,
 )
 from hydroserver_provider.compat import (
     AirflowFailException,
@@ -32,6 +33,9 @@ from hydroserver_provider.defaults import CHUNK_ROWS, HYDROSERVER_CONN_ID
 from hydroserver_provider.timestamps import parse_instant
 
 log = logging.getLogger(__name__)
+
+UNANNOUNCED_KEY = "hydroserver_unannounced_asset_events"
+"""Task state store key: datastreams a failed try wrote rows to, for the retry to announce."""
 
 
 def datastream_assets(host: str, datastream_ids: Sequence[str]) -> list[Any]:
@@ -109,7 +113,8 @@ class HydroIngestOperator(BaseOperator):
     datastream_alias`, unless ``outlets`` are given); a run that changed a datastream's rows adds
     an event for that datastream's asset, ``hydroserver://<host>/datastreams/<id>``, with the
     rows loaded and their span in its ``extra``. A dry run, a run that found nothing new, and a
-    datastream that received nothing announce nothing.
+    datastream that received nothing announce nothing; rows a failed try wrote are announced by
+    the try that succeeds.
 
     **Secrets.** The values of secret placeholders, the source's auth header value and the
     HydroServer and Hydrocron credentials are registered with Airflow's secrets masker as soon as
@@ -295,6 +300,7 @@ class HydroIngestOperator(BaseOperator):
         except IngestionFailed as exc:
             if self._lineage is not None:
                 self._lineage["summary"] = exc.summary
+                self._keep_unannounced(context, exc.summary)
             ti = context.get("ti")
             if ti is not None:
                 ti.xcom_push(key="summary", value=exc.summary)
@@ -315,24 +321,76 @@ class HydroIngestOperator(BaseOperator):
     def _announce(self, context: Mapping[str, Any], summary: Mapping[str, Any],
                   host: str) -> None:
         """Add an asset event to each alias outlet for every datastream whose rows this run
-        changed (none on a dry run or when nothing was new); Airflow records them when the task
-        succeeds, and DAGs scheduled on those datastreams' assets run."""
+        changed (none on a dry run or when nothing was new), and for those an earlier, failed
+        try of this task instance changed (:meth:`_keep_unannounced`); Airflow records them when
+        the task succeeds, and DAGs scheduled on those datastreams' assets run."""
         aliases = [o for o in self.outlets or () if isinstance(o, AssetAlias)]
-        changed = changed_datastreams(summary)
         events = context.get("outlet_events")
         if not aliases or events is None:
             return
-        if not changed:
+        earlier = self._unannounced(context)
+        extras = dict(earlier)
+        for outcome in changed_datastreams(summary):
+            extra = event_extra(outcome, summary)
+            datastream_id = outcome["datastream_id"]
+            extras[datastream_id] = (merge_extra(extras[datastream_id], extra)
+                                     if datastream_id in extras else extra)
+        if not extras:
             why = "a dry run" if summary.get("dry_run") else "no datastream received rows"
             log.info("No asset event: %s", why)
             return
         for alias in aliases:
-            for outcome in changed:
-                events[alias].add(datastream_asset(host, outcome["datastream_id"]),
-                                  extra=event_extra(outcome, summary))
-        log.info("Asset events for %d datastream%s: %s", len(changed),
-                 "" if len(changed) == 1 else "s",
-                 ", ".join(datastream_uri(host, o["datastream_id"]) for o in changed))
+            for datastream_id, extra in extras.items():
+                events[alias].add(datastream_asset(host, datastream_id), extra=extra)
+        log.info("Asset events for %d datastream%s: %s", len(extras),
+                 "" if len(extras) == 1 else "s",
+                 ", ".join(datastream_uri(host, d) for d in extras))
+        if earlier:
+            log.info("Of them, rows written by an earlier try of this task: %s",
+                     ", ".join(earlier))
+            self._store(context, None)
+
+    def _keep_unannounced(self, context: Mapping[str, Any], summary: Mapping[str, Any]) -> None:
+        """A failed try: keep the events of the datastreams whose rows it changed anyway (in
+        Airflow's task state store, which retries of this task instance share), for the try
+        that succeeds to announce -- a retry finds those rows stored and loads nothing there."""
+        if not any(isinstance(o, AssetAlias) for o in self.outlets or ()):
+            return
+        extras = self._unannounced(context)
+        changed = changed_datastreams(summary)
+        for outcome in changed:
+            extra = event_extra(outcome, summary)
+            datastream_id = outcome["datastream_id"]
+            extras[datastream_id] = (merge_extra(extras[datastream_id], extra)
+                                     if datastream_id in extras else extra)
+        if changed:
+            self._store(context, {"events": extras})
+
+    def _unannounced(self, context: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        store = context.get("task_state_store")
+        if store is None:
+            return {}
+        try:
+            kept = store.get(UNANNOUNCED_KEY)
+        except Exception as exc:  # announcing this try's rows still works
+            log.warning("Could not read the rows earlier tries wrote (%s): %s",
+                        type(exc).__name__, exc)
+            return {}
+        events = kept.get("events") if isinstance(kept, dict) else None
+        return dict(events) if isinstance(events, dict) else {}
+
+    def _store(self, context: Mapping[str, Any], value: dict[str, Any] | None) -> None:
+        store = context.get("task_state_store")
+        if store is None:
+            return
+        try:
+            if value is None:
+                store.delete(UNANNOUNCED_KEY)
+            else:
+                store.set(UNANNOUNCED_KEY, value)
+        except Exception as exc:
+            log.warning("Could not %s the rows this try wrote for its retry (%s): %s",
+                        "forget" if value is None else "keep", type(exc).__name__, exc)
 
     # -- Hydrocron ------------------------------------------------------------------------------
 

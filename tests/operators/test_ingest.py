@@ -213,6 +213,57 @@ def test_asset_events_only_for_datastreams_that_received_rows_never_on_a_dry_run
                                    for d in (flow, stage)}
 
 
+class FakeTaskStateStore:
+    """Airflow's task state store (``context["task_state_store"]``): shared by the tries of one
+    task instance."""
+
+    def __init__(self):
+        self.values = {}
+
+    def get(self, key, default=None):
+        return self.values.get(key, default)
+
+    def set(self, key, value):
+        assert value is not None
+        self.values[key] = json.loads(json.dumps(value))  # stored as JSON
+
+    def delete(self, key):
+        self.values.pop(key, None)
+
+
+def test_rows_a_failed_try_wrote_are_announced_by_the_try_that_succeeds(env):
+    """Try 1 loads one datastream and fails on the other; try 2 finds the first one's rows
+    stored (loads nothing there) and loads the other: both are announced, with try 1's rows."""
+    hs, source = env
+    flow = hs.create_datastream(name="Discharge")
+    stage = hs.create_datastream(name="Gage height")
+    op = HydroIngestOperator(
+        task_id="ingest",
+        data_connection=connection(source.url + "/api.json?from={start}&to={end}", **WINDOWED),
+        mappings=[{"source_identifier": "values.discharge", "target_datastream_id": flow},
+                  {"source_identifier": "values.gage_height", "target_datastream_id": stage}])
+    store = FakeTaskStateStore()
+    hs.faults.fail_next(2, 503, path_contains=f"{stage}/observations")  # both attempts
+    first = _run_context(task_state_store=store, ti=FakeTI())
+    with pytest.raises(IngestionFailed):
+        op.execute(first)
+    assert _events(first) == {} and len(hs.observations(flow)) == 2 and store.values
+
+    second = _run_context(task_state_store=store)
+    summary = op.execute(second)
+    assert [d["loaded"] for d in summary["datastreams"]] == [0, 2]
+    host = hs.url.split("://", 1)[1]
+    events = _events(second)
+    assert {uri: extra["rows_loaded"] for uri, extra in events.items()} == {
+        f"hydroserver://{host}/datastreams/{flow}": 2,
+        f"hydroserver://{host}/datastreams/{stage}": 2}
+    assert store.values == {}  # announced once
+
+    third = _run_context(task_state_store=store)  # a later run: nothing new, nothing kept
+    op.execute(third)
+    assert _events(third) == {}
+
+
 def test_openlineage_facets_name_the_source_without_secrets_and_the_datastreams(env):
     from airflow.providers.openlineage.extractors import OperatorLineage
 
