@@ -14,7 +14,8 @@ The OpenLineage provider is configured with a file transport (no network): its C
 carry the source (secrets hidden) as input and the datastreams as outputs.
 
 A second run fails its first try after loading one datastream and succeeds on retry: both
-datastreams are announced, the first with the rows the failed try wrote.
+datastreams are announced, the first with the rows the failed try wrote. A Hydrocron fan-out
+over three reaches announces, from each mapped instance, only its own datastreams that got rows.
 """
 
 from __future__ import annotations
@@ -103,10 +104,12 @@ SCRIPT = textwrap.dedent("""
 
     def observe():
         with create_session() as session:
-            events = [[uri, json.loads(extra) if isinstance(extra, str) else extra, dag, task]
-                      for uri, extra, dag, task in session.execute(text(
-                          "select a.uri, e.extra, e.source_dag_id, e.source_task_id "
-                          "from asset_event e join asset a on a.id = e.asset_id order by e.id"))]
+            events = [[uri, json.loads(extra) if isinstance(extra, str) else extra, dag, task,
+                       map_index]
+                      for uri, extra, dag, task, map_index in session.execute(text(
+                          "select a.uri, e.extra, e.source_dag_id, e.source_task_id, "
+                          "e.source_map_index from asset_event e join asset a "
+                          "on a.id = e.asset_id order by e.id"))]
             ready = sorted(DagModel.dags_needing_dagruns(session)[1])
             session.execute(delete(AssetDagRunQueue))  # what the scheduler consumes
         return {"events": events, "ready": ready}
@@ -133,19 +136,22 @@ def source():
 
 
 def run_airflow(tmp_path: Path, hs: LocalHydroServer, source: LocalSourceServer, *,
-                flow: str, stage: str, plan: list, defaults: str = "retries: 0") -> list[dict]:
-    """Write the DAG folder (the River task over ``flow`` and ``stage``, and a consumer DAG
-    per datastream), then run ``plan`` ([dag_id, logical date, conf] each) with ``dag.test()``
-    in a fresh ``AIRFLOW_HOME``; per step: its state, every asset event so far and the consumer
-    DAGs the scheduler finds ready to run."""
+                flow: str, stage: str, plan: list, defaults: str = "retries: 0",
+                definitions: str | None = None, consumers: dict | None = None,
+                env_extra: dict | None = None) -> list[dict]:
+    """Write the DAG folder (the River task over ``flow`` and ``stage``, or ``definitions``,
+    and a consumer DAG per datastream, or ``consumers``), then run ``plan`` ([dag_id, logical
+    date, conf] each) with ``dag.test()`` in a fresh ``AIRFLOW_HOME``; per step: its state,
+    every asset event so far ([uri, extra, dag, task, map index]) and the consumer DAGs the
+    scheduler finds ready to run."""
     home, dags, out = tmp_path / "home", tmp_path / "dags", tmp_path / "out"
     (dags / "definitions").mkdir(parents=True)
     out.mkdir()
     (dags / "hydroserver_ingestion.py").write_text(
         (REPO / "dags" / "hydroserver_ingestion.py").read_text())
-    (dags / "definitions" / "river.yaml").write_text(
-        DEFINITIONS.format(source=source.url, flow=flow, stage=stage, defaults=defaults))
-    (dags / "consumers.py").write_text(CONSUMERS.format(out=str(out), consumers={
+    (dags / "definitions" / "river.yaml").write_text(definitions or DEFINITIONS.format(
+        source=source.url, flow=flow, stage=stage, defaults=defaults))
+    (dags / "consumers.py").write_text(CONSUMERS.format(out=str(out), consumers=consumers or {
         "on_discharge": datastream_uri(hs, flow), "on_gage_height": datastream_uri(hs, stage)}))
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_"))}
@@ -161,6 +167,7 @@ def run_airflow(tmp_path: Path, hs: LocalHydroServer, source: LocalSourceServer,
              "append": True}),
         "AIRFLOW__OPENLINEAGE__NAMESPACE": "hydroserver-tests",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        **(env_extra or {}),
     })
     env.pop("HYDROSERVER_DEFINITIONS_DIR", None)
     done = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(plan)], env=env,
@@ -201,8 +208,9 @@ def test_asset_events_trigger_the_consumer_of_each_loaded_datastream_only(tmp_pa
     assert dry["events"] == [] and dry["ready"] == []
     # 2. rows loaded into one datastream: one event on its asset, its consumer (only) is ready
     assert len(stored) == 1
-    ((event_uri, extra, source_dag, source_task),) = loaded["events"]
-    assert (event_uri, source_dag, source_task) == (uri[flow], "hydroserver_river", "ingest")
+    ((event_uri, extra, source_dag, source_task, map_index),) = loaded["events"]
+    assert (event_uri, source_dag, source_task, map_index) == (
+        uri[flow], "hydroserver_river", "ingest", -1)
     assert extra["rows_loaded"] == 1 and extra["datastream_id"] == flow
     assert extra["first_timestamp"] == extra["last_timestamp"] == stored[0][0].strftime(
         "%Y-%m-%dT%H:%M:%SZ")
@@ -248,8 +256,60 @@ def test_rows_a_failed_try_wrote_are_announced_when_its_retry_succeeds(tmp_path,
         assert hs.faults.injected and len(hs.observations(flow)) == len(
             hs.observations(stage)) == 1
         uris = (datastream_uri(hs, flow), datastream_uri(hs, stage))
-    events = {uri: extra for uri, extra, _, _ in run["events"]}
+    events = {uri: extra for uri, extra, *_ in run["events"]}
     assert {uri: extra["rows_loaded"] for uri, extra in events.items()} == dict.fromkeys(uris, 1)
     assert run["ready"] == ["on_discharge", "on_gage_height"]
     assert "Of them, rows written by an earlier try of this task" in (
         tmp_path / "airflow-output.log").read_text()
+
+
+FAN_OUT = """
+defaults: {{retries: 0}}
+data_connections:
+  - name: Basin reaches
+    payload_type: HYDROCRON
+    fields: [wse]
+    hydrocron_conn_id: hydrocron_local
+tasks:
+  - name: Basin
+    data_connection: Basin reaches
+    mappings:
+{mappings}
+    crontab: "0 6 * * *"
+    start_time: 2024-01-01T00:00:00Z
+"""
+REACHES = ("18180900091", "18180900101", "18180900111")
+
+
+def test_each_fan_out_instance_announces_only_its_own_datastreams(tmp_path, source):
+    """A Hydrocron fan-out over three reaches, one of whose datastreams already holds every
+    pass: the mapped instances share the alias declared with the DAG, and the events name the
+    two datastreams that received rows, each from its own instance (map index)."""
+    from hydroserver_provider.testing.hydrocron import LocalHydrocron, synthetic_passes
+    from hydroserver_provider.timestamps import parse_instant
+
+    passes = {reach: synthetic_passes(3, start=datetime(2024, 1, 3 + n, tzinfo=UTC), seed=n)
+              for n, reach in enumerate(REACHES)}
+    with LocalHydroServer() as hs, LocalHydrocron(load_fixtures=False) as hydrocron:
+        for reach, rows in passes.items():
+            hydrocron.add_feature("Reach", reach, rows)
+        ids = [hs.create_datastream(name=f"WSE {reach}", unit="m") for reach in REACHES[:2]]
+        ids.append(hs.create_datastream(name=f"WSE {REACHES[2]}", unit="m", observations=[
+            (parse_instant(r["time_str"]), float(r["wse"])) for r in passes[REACHES[2]]]))
+        mappings = "\n".join(
+            f'      - {{feature_id: "{reach}", source_identifier: wse, '
+            f"target_datastream_id: {ds}}}" for reach, ds in zip(REACHES, ids))
+        uris = [datastream_uri(hs, ds) for ds in ids]
+        (run,) = run_airflow(
+            tmp_path, hs, source, flow=ids[0], stage=ids[2],
+            definitions=FAN_OUT.format(mappings=mappings),
+            consumers={"on_reach_0": uris[0], "on_reach_2": uris[2]},
+            env_extra={"AIRFLOW_CONN_HYDROCRON_LOCAL": json.dumps(
+                {"conn_type": "hydrocron", "host": hydrocron.url,
+                 "extra": {"requests_per_second": 0}})},
+            plan=[["hydroserver_basin", "2024-03-01T06:00:00+00:00", None]])
+        assert [len(hs.observations(ds)) for ds in ids] == [3, 3, 3]
+    events = {uri: (map_index, extra["rows_loaded"]) for uri, extra, _, _, map_index
+              in run["events"]}
+    assert events == {uris[0]: (0, 3), uris[1]: (1, 3)}  # none for the third: nothing new
+    assert run["ready"] == ["on_reach_0"]

@@ -244,3 +244,18 @@ def test_the_operator_feature_id_is_templated_and_wins(servers):
         datetime(2024, 1, 1, tzinfo=UTC)
         - datetime.strptime(hydrocron.requests[0].params["start_time"],
                             "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC))
+
+
+def test_a_fan_out_instance_registers_the_hydrocron_key_when_rendered(tmp_path, monkeypatch):
+    """A mapped instance renders through the operator's own rendering hook too: the Hydrocron
+    key is known to Airflow's masker before the rendered fields are stored."""
+    from hydroserver_provider.compat import redact
+
+    key = "hck-2WZP7N-fan-out-key"
+    monkeypatch.setenv("AIRFLOW_CONN_HYDROCRON_DEFAULT", json.dumps(
+        {"conn_type": "hydrocron", "host": "http://127.0.0.1:9", "password": key}))
+    dag = fan_out_dag(tmp_path)
+    assert redact(f"x-hydrocron-key: {key}") == f"x-hydrocron-key: {key}"  # not known yet
+    context = run_context(dag, dag.get_task("ingest"), 1)
+    assert isinstance(context["task"], HydroIngestOperator)  # the unmapped instance
+    assert key not in str(redact(f"x-hydrocron-key: {key}"))
