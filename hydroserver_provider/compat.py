@@ -20,13 +20,18 @@ from airflow.sdk import (
     get_parsing_context,
 )
 from airflow.sdk.configuration import conf as airflow_conf
-from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
+from airflow.sdk.exceptions import (
+    AirflowFailException,
+    AirflowNotFoundException,
+    AirflowRuntimeError,
+)
 from airflow.sdk.log import mask_secret, redact
 
 __all__ = [
     "DAG",
     "AirflowFailException",
     "AirflowNotFoundException",
+    "AirflowRuntimeError",
     "Asset",
     "AssetAlias",
     "BaseHook",

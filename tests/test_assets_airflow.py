@@ -15,7 +15,8 @@ carry the source (secrets hidden) as input and the datastreams as outputs.
 
 A second run fails its first try after loading one datastream and succeeds on retry: both
 datastreams are announced, the first with the rows the failed try wrote. A Hydrocron fan-out
-over three reaches announces, from each mapped instance, only its own datastreams that got rows.
+announces, from each mapped instance, only its own datastreams that got rows -- and only those
+whose asset a DAG declares (Airflow creates no asset for the others).
 """
 
 from __future__ import annotations
@@ -112,7 +113,8 @@ SCRIPT = textwrap.dedent("""
                           "on a.id = e.asset_id order by e.id"))]
             ready = sorted(DagModel.dags_needing_dagruns(session)[1])
             session.execute(delete(AssetDagRunQueue))  # what the scheduler consumes
-        return {"events": events, "ready": ready}
+            assets = sorted(uri for (uri,) in session.execute(text("select uri from asset")))
+        return {"events": events, "ready": ready, "assets": assets}
 
     steps = []
     for dag_id, when, conf in json.loads(sys.argv[1]):
@@ -278,13 +280,14 @@ tasks:
     crontab: "0 6 * * *"
     start_time: 2024-01-01T00:00:00Z
 """
-REACHES = ("18180900091", "18180900101", "18180900111")
+REACHES = ("18180900091", "18180900101", "18180900111", "18180900121")
 
 
 def test_each_fan_out_instance_announces_only_its_own_datastreams(tmp_path, source):
-    """A Hydrocron fan-out over three reaches, one of whose datastreams already holds every
-    pass: the mapped instances share the alias declared with the DAG, and the events name the
-    two datastreams that received rows, each from its own instance (map index)."""
+    """A Hydrocron fan-out over four reaches: the mapped instances share the alias declared
+    with the DAG, and each event comes from the instance (map index) of its reach. Reach 2's
+    datastream already holds every pass: no event. Reach 3 gets rows but no DAG declares its
+    datastream's asset: no event, and Airflow creates no asset for it."""
     from hydroserver_provider.testing.hydrocron import LocalHydrocron, synthetic_passes
     from hydroserver_provider.timestamps import parse_instant
 
@@ -293,9 +296,9 @@ def test_each_fan_out_instance_announces_only_its_own_datastreams(tmp_path, sour
     with LocalHydroServer() as hs, LocalHydrocron(load_fixtures=False) as hydrocron:
         for reach, rows in passes.items():
             hydrocron.add_feature("Reach", reach, rows)
-        ids = [hs.create_datastream(name=f"WSE {reach}", unit="m") for reach in REACHES[:2]]
-        ids.append(hs.create_datastream(name=f"WSE {REACHES[2]}", unit="m", observations=[
-            (parse_instant(r["time_str"]), float(r["wse"])) for r in passes[REACHES[2]]]))
+        ids = [hs.create_datastream(name=f"WSE {reach}", unit="m", observations=[
+            (parse_instant(r["time_str"]), float(r["wse"])) for r in passes[reach]]
+            if n == 2 else None) for n, reach in enumerate(REACHES)]
         mappings = "\n".join(
             f'      - {{feature_id: "{reach}", source_identifier: wse, '
             f"target_datastream_id: {ds}}}" for reach, ds in zip(REACHES, ids))
@@ -303,13 +306,16 @@ def test_each_fan_out_instance_announces_only_its_own_datastreams(tmp_path, sour
         (run,) = run_airflow(
             tmp_path, hs, source, flow=ids[0], stage=ids[2],
             definitions=FAN_OUT.format(mappings=mappings),
-            consumers={"on_reach_0": uris[0], "on_reach_2": uris[2]},
+            consumers={f"on_reach_{n}": uris[n] for n in range(3)},
             env_extra={"AIRFLOW_CONN_HYDROCRON_LOCAL": json.dumps(
                 {"conn_type": "hydrocron", "host": hydrocron.url,
                  "extra": {"requests_per_second": 0}})},
             plan=[["hydroserver_basin", "2024-03-01T06:00:00+00:00", None]])
-        assert [len(hs.observations(ds)) for ds in ids] == [3, 3, 3]
+        assert [len(hs.observations(ds)) for ds in ids] == [3, 3, 3, 3]
     events = {uri: (map_index, extra["rows_loaded"]) for uri, extra, _, _, map_index
               in run["events"]}
-    assert events == {uris[0]: (0, 3), uris[1]: (1, 3)}  # none for the third: nothing new
-    assert run["ready"] == ["on_reach_0"]
+    assert events == {uris[0]: (0, 3), uris[1]: (1, 3)}
+    assert run["ready"] == ["on_reach_0", "on_reach_1"]
+    assert uris[3] not in run["assets"] and set(uris[:3]) <= set(run["assets"])
+    assert f"No asset event for {uris[3]}: no DAG declares or schedules on it" in (
+        tmp_path / "airflow-output.log").read_text()

@@ -23,6 +23,8 @@ from hydroserver_provider.assets import (
 )
 from hydroserver_provider.compat import (
     AirflowFailException,
+    AirflowRuntimeError,
+    Asset,
     AssetAlias,
     BaseOperator,
     Connection,
@@ -339,16 +341,46 @@ class HydroIngestOperator(BaseOperator):
             why = "a dry run" if summary.get("dry_run") else "no datastream received rows"
             log.info("No asset event: %s", why)
             return
-        for alias in aliases:
-            for datastream_id, extra in extras.items():
-                events[alias].add(datastream_asset(host, datastream_id), extra=extra)
-        log.info("Asset events for %d datastream%s: %s", len(extras),
-                 "" if len(extras) == 1 else "s",
-                 ", ".join(datastream_uri(host, d) for d in extras))
+        unknown = []
+        for datastream_id, extra in extras.items():
+            if not all(self._add_event(events[alias], host, datastream_id, extra)
+                       for alias in aliases):
+                unknown.append(datastream_id)
+        announced = [d for d in extras if d not in unknown]
+        if announced:
+            log.info("Asset events for %d datastream%s: %s", len(announced),
+                     "" if len(announced) == 1 else "s",
+                     ", ".join(datastream_uri(host, d) for d in announced))
+        if unknown:
+            log.info("No asset event for %s: no DAG declares or schedules on %s",
+                     ", ".join(datastream_uri(host, d) for d in unknown),
+                     "it" if len(unknown) == 1 else "them")
         if earlier:
             log.info("Of them, rows written by an earlier try of this task: %s",
                      ", ".join(earlier))
             self._store(context, None)
+
+    @staticmethod
+    def _add_event(accessor: Any, host: str, datastream_id: str, extra: dict[str, Any]) -> bool:
+        """Add a datastream's event to an alias; False when Airflow knows no asset with its URI.
+
+        The event targets the asset Airflow has under that URI (``Asset.ref(uri=...)``), which
+        a DAG scheduled on the datastream declares, whatever name it gave it. An asset no DAG
+        declares has no consumer, and gets no event: Airflow 3.3 would create it while
+        recording the event, and two runs of a task doing so at the same time (a backfill) make
+        the second one's success fail on a unique key. Outside a task runner (a test calling
+        ``execute``) the asset is added as is.
+        """
+        uri = datastream_uri(host, datastream_id)
+        try:
+            accessor.add(Asset.ref(uri=uri), extra=extra)
+        except AirflowRuntimeError as exc:
+            if str(getattr(getattr(exc.error, "error", None), "value", "")) == "ASSET_NOT_FOUND":
+                return False
+            raise
+        except ImportError:  # no task runner, no Airflow database to resolve the URI in
+            accessor.add(datastream_asset(host, datastream_id), extra=extra)
+        return True
 
     def _keep_unannounced(self, context: Mapping[str, Any], summary: Mapping[str, Any]) -> None:
         """A failed try: keep the events of the datastreams whose rows it changed anyway (in
