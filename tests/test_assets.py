@@ -29,6 +29,21 @@ def test_datastream_uri_and_alias_names():
         "hydroserver-datastreams:hydroserver_station_42.ingest")
 
 
+def test_the_provider_info_with_its_asset_uris_follows_airflows_schema():
+    import json
+    from pathlib import Path
+
+    import airflow
+    import jsonschema
+
+    from hydroserver_provider import get_provider_info
+
+    schema = json.loads((Path(airflow.__file__).parent / "provider_info.schema.json").read_text())
+    info = get_provider_info()
+    jsonschema.validate(info, schema)
+    assert info["asset-uris"][0]["schemes"] == ["hydroserver"]
+
+
 def test_the_provider_registers_the_scheme_with_airflow():
     from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
 
