@@ -45,6 +45,19 @@ def datastream_assets(host: str, datastream_ids: Sequence[str]) -> list[Any]:
     return [datastream_asset(host, d) for d in datastream_ids]
 
 
+def _with_changes(extras: Mapping[str, dict[str, Any]],
+                  summary: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """``extras`` (event extras by datastream id) with the datastreams this run changed added,
+    or merged into theirs (a datastream written by two tries)."""
+    merged = dict(extras)
+    for outcome in changed_datastreams(summary):
+        extra = event_extra(outcome, summary)
+        datastream_id = outcome["datastream_id"]
+        merged[datastream_id] = (merge_extra(merged[datastream_id], extra)
+                                 if datastream_id in merged else extra)
+    return merged
+
+
 def _to_bool(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("1", "true", "yes", "on")
@@ -331,12 +344,7 @@ class HydroIngestOperator(BaseOperator):
         if not aliases or events is None:
             return
         earlier = self._unannounced(context)
-        extras = dict(earlier)
-        for outcome in changed_datastreams(summary):
-            extra = event_extra(outcome, summary)
-            datastream_id = outcome["datastream_id"]
-            extras[datastream_id] = (merge_extra(extras[datastream_id], extra)
-                                     if datastream_id in extras else extra)
+        extras = _with_changes(earlier, summary)
         if not extras:
             why = "a dry run" if summary.get("dry_run") else "no datastream received rows"
             log.info("No asset event: %s", why)
@@ -388,15 +396,8 @@ class HydroIngestOperator(BaseOperator):
         that succeeds to announce -- a retry finds those rows stored and loads nothing there."""
         if not any(isinstance(o, AssetAlias) for o in self.outlets or ()):
             return
-        extras = self._unannounced(context)
-        changed = changed_datastreams(summary)
-        for outcome in changed:
-            extra = event_extra(outcome, summary)
-            datastream_id = outcome["datastream_id"]
-            extras[datastream_id] = (merge_extra(extras[datastream_id], extra)
-                                     if datastream_id in extras else extra)
-        if changed:
-            self._store(context, {"events": extras})
+        if changed_datastreams(summary):
+            self._store(context, {"events": _with_changes(self._unannounced(context), summary)})
 
     def _unannounced(self, context: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         store = context.get("task_state_store")
