@@ -34,7 +34,18 @@ SMOKE = textwrap.dedent("""
     assert "hydroserver_demo_logger_42" in dags, dags
     import hydroserver_provider
     assert "site-packages" in hydroserver_provider.__file__, hydroserver_provider.__file__
-    print(json.dumps({"provider": "ok", "dags": len(dags)}))
+    # the hydroserver:// asset scheme is registered and checked, without the openlineage extra
+    import importlib.util
+    from airflow.sdk import Asset
+    assert importlib.util.find_spec("airflow.providers.openlineage") is None
+    assert Asset("hydroserver://HS.example.org/datastreams/x").uri == (
+        "hydroserver://hs.example.org/datastreams/x")
+    try:
+        Asset("hydroserver://hs.example.org/things/x")
+        raise AssertionError("a malformed hydroserver:// URI was accepted")
+    except ValueError:
+        pass
+    print(json.dumps({"provider": "ok", "dags": len(dags), "asset_scheme": "ok"}))
 """)
 
 

@@ -15,6 +15,17 @@ def get_provider_info() -> dict:
         "name": "HydroServer",
         "description": "Load time series from web sources and NASA Hydrocron into HydroServer.",
         "versions": [__version__],
+        # hydroserver://<host>/datastreams/<id>: the datastream assets ingest tasks emit events
+        # for (hydroserver_provider.assets); Airflow checks every such URI with the handler
+        "asset-uris": [
+            {
+                "schemes": ["hydroserver"],
+                "handler": "hydroserver_provider.assets.sanitize_uri",
+                "factory": "hydroserver_provider.assets.create_asset",
+                "to_openlineage_converter":
+                    "hydroserver_provider.assets.convert_asset_to_openlineage",
+            },
+        ],
         "connection-types": [
             {
                 "connection-type": "hydroserver",

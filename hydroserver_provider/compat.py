@@ -8,6 +8,7 @@ from __future__ import annotations
 from airflow.sdk import (
     DAG,
     Asset,
+    AssetAlias,
     BaseHook,
     BaseNotifier,
     BaseOperator,
@@ -19,14 +20,20 @@ from airflow.sdk import (
     get_parsing_context,
 )
 from airflow.sdk.configuration import conf as airflow_conf
-from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
+from airflow.sdk.exceptions import (
+    AirflowFailException,
+    AirflowNotFoundException,
+    AirflowRuntimeError,
+)
 from airflow.sdk.log import mask_secret, redact
 
 __all__ = [
     "DAG",
     "AirflowFailException",
     "AirflowNotFoundException",
+    "AirflowRuntimeError",
     "Asset",
+    "AssetAlias",
     "BaseHook",
     "BaseNotifier",
     "BaseOperator",

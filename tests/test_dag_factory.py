@@ -307,8 +307,9 @@ def test_provider_settings_chunk_rows_and_asset_host(tmp_path):
     dag = one_dag(tmp_path, "interval: 1\ninterval_period: hours",
                   extra="airflow: {chunk_rows: 1000, asset_host: hydroserver.example.org}")
     assert dag.params["chunk_rows"] == 1000
-    outlets = dag.get_task("ingest").outlets
-    assert [a.uri for a in outlets] == [f"hydroserver://hydroserver.example.org/datastreams/{DS1}"]
+    task = dag.get_task("ingest")
+    assert task.asset_host == "hydroserver.example.org"  # named in its datastreams' assets
+    assert [a.name for a in task.outlets] == ["hydroserver-datastreams:hydroserver_station_42.ingest"]
 
 
 def test_unknown_airflow_setting_in_a_file_is_a_definition_error(tmp_path):
@@ -470,6 +471,43 @@ def test_doc_md_description_and_tags(tmp_path):
     assert dag.dag_display_name == "Station 42"
     assert set(dag.tags) == {"hydroserver", "CSV", "Windowed CSV",
                              "workspace:6e0f0000-0000-4000-8000-00000000000a"}
+
+
+def test_the_docs_panel_never_shows_a_secret(tmp_path):
+    """Per-task values of secret placeholders (``key={station}``: a secret query parameter,
+    with a name Airflow does not mask by itself) are not shown, only where a templated one is
+    read from; a secret written into the URL template is masked; other values are shown."""
+    write(tmp_path / "defs", "secret.yaml", """
+        data_connections:
+          - name: Keyed API
+            source_url: "https://api.example.org/{site}/obs.json?key={station}&token=tkn-6MQ1ZP"
+            payload_type: JSON
+            jmespath: "data[*]"
+            timestamp_key: time
+            placeholder_variables:
+              - {name: site, variable_type: per_task}
+              - {name: station, variable_type: per_task}
+        tasks:
+          - name: Literal
+            data_connection: Keyed API
+            task_variables: {site: "09380000", station: stn-literal-3XKD9W}
+            mappings: [{source_identifier: q, target_datastream_id: DS_ONE}]
+          - name: Templated
+            data_connection: Keyed API
+            task_variables: {site: "09380001", station: "{{ var.value.station_key }}"}
+            mappings: [{source_identifier: q, target_datastream_id: DS_TWO}]
+        """.replace("DS_ONE", DS1).replace("DS_TWO", DS2))
+    result = factory.build_dags(tmp_path / "defs")
+    assert result.errors == []
+    literal = result.dags["hydroserver_literal"].doc_md
+    templated = result.dags["hydroserver_templated"].doc_md
+    for doc in (literal, templated):
+        assert "stn-literal-3XKD9W" not in doc and "tkn-6MQ1ZP" not in doc
+        assert "`https://api.example.org/{site}/obs.json?key={station}&token=***`" in doc
+    assert "| `{station}` | per_task | secret (not shown) |" in literal
+    assert "| `{site}` | per_task | `09380000` |" in literal
+    assert ("| `{station}` | per_task | secret, read from `{{ var.value.station_key }}` |"
+            in templated)
 
 
 def test_serializes_for_the_scheduler(tmp_path):

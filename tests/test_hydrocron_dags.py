@@ -89,7 +89,10 @@ def run_context(dag, task, map_index: int | None = None):
     dag_run = SimpleNamespace(data_interval_start=datetime(2024, 2, 29, 6, tzinfo=UTC),
                               data_interval_end=datetime(2024, 3, 1, 6, tzinfo=UTC),
                               run_after=datetime(2024, 3, 1, 6, tzinfo=UTC), conf={})
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
     context = {"params": process_params(dag, task, {}, suppress_exception=False), "dag": dag,
+               "outlet_events": OutletEventAccessors(),
                "dag_run": dag_run, "data_interval_start": dag_run.data_interval_start,
                "data_interval_end": dag_run.data_interval_end,
                "ti": SimpleNamespace(map_index=-1 if map_index is None else map_index)}
@@ -112,7 +115,8 @@ def test_fan_out_is_one_dag_with_the_ingest_task_mapped_over_the_features(tmp_pa
     assert [kw["feature_id"] for kw in per_feature] == [REACH, *OTHERS]
     assert [[m["target_datastream_id"] for m in kw["mappings"]] for kw in per_feature] == [
         IDS[0:2], IDS[2:4], IDS[4:6]]
-    assert {a.uri.rsplit("/", 1)[1] for a in task.partial_kwargs["outlets"]} == set(IDS)
+    (alias,) = task.partial_kwargs["outlets"]  # one alias; each instance adds its own assets
+    assert alias.name == "hydroserver-datastreams:hydroserver_basin.ingest"
     assert "3 Reach features (one mapped instance each)" in dag.doc_md
     from airflow.serialization.serialized_objects import DagSerialization
 
@@ -147,9 +151,23 @@ def test_one_run_over_three_features_loads_each_into_its_own_datastreams(tmp_pat
         assert isinstance(instance, HydroIngestOperator)
         labels.append(dag.get_template_env().from_string(mapped.map_index_template)
                       .render(context))
+        outlets = list(instance.outlets)
         summaries.append(instance.execute(context))
-        assert {a.uri.rsplit("/", 1)[1] for a in instance.outlets} == set(
-            m.target_datastream_id for m in instance.mappings)  # announces its own only
+        assert instance.outlets == outlets == mapped.partial_kwargs["outlets"]  # unchanged
+        events = [e for accessor in context["outlet_events"]._dict.values()
+                  for e in accessor.asset_alias_events]
+        assert {e.source_alias_name for e in events} == {outlets[0].name}
+        assert {e.dest_asset_key.uri for e in events} == {  # its own datastreams only
+            f"hydroserver://{hs.url.split('://')[1]}/datastreams/{m.target_datastream_id}"
+            for m in instance.mappings}
+        assert all(e.extra["rows_loaded"] > 0 for e in events)
+        lineage = instance.get_openlineage_facets_on_complete(None)  # its own feature in, own
+        (read,) = lineage.inputs  # datastreams out
+        base = hydrocron.url.split("/hydrocron/")[0]
+        assert read.namespace == base and read.name.startswith("/hydrocron/v1/timeseries?")
+        assert read.name.endswith(f"feature=Reach&feature_id={instance.feature_id}")
+        assert sorted(o.name for o in lineage.outputs) == sorted(
+            f"datastreams/{m.target_datastream_id}" for m in instance.mappings)
     assert labels == [REACH, *OTHERS]
     assert [s["hydrocron"]["feature_id"] for s in summaries] == [REACH, *OTHERS]
     assert all(s["hydrocron"]["requests"] == 1 for s in summaries)
@@ -226,3 +244,18 @@ def test_the_operator_feature_id_is_templated_and_wins(servers):
         datetime(2024, 1, 1, tzinfo=UTC)
         - datetime.strptime(hydrocron.requests[0].params["start_time"],
                             "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC))
+
+
+def test_a_fan_out_instance_registers_the_hydrocron_key_when_rendered(tmp_path, monkeypatch):
+    """A mapped instance renders through the operator's own rendering hook too: the Hydrocron
+    key is known to Airflow's masker before the rendered fields are stored."""
+    from hydroserver_provider.compat import redact
+
+    key = "hck-2WZP7N-fan-out-key"
+    monkeypatch.setenv("AIRFLOW_CONN_HYDROCRON_DEFAULT", json.dumps(
+        {"conn_type": "hydrocron", "host": "http://127.0.0.1:9", "password": key}))
+    dag = fan_out_dag(tmp_path)
+    assert redact(f"x-hydrocron-key: {key}") == f"x-hydrocron-key: {key}"  # not known yet
+    context = run_context(dag, dag.get_task("ingest"), 1)
+    assert isinstance(context["task"], HydroIngestOperator)  # the unmapped instance
+    assert key not in str(redact(f"x-hydrocron-key: {key}"))

@@ -12,7 +12,7 @@ import hydroserver_provider
 CORE = ("definitions", "sources", "hydroserver", "timestamps", "periods", "pipeline", "errors",
         "defaults", "retries", "summary", "text")
 AIRFLOW_SIDE = ("hooks", "operators", "notifications", "factory", "cli", "runs",
-                "demo", "testing", "compat")
+                "demo", "testing", "compat", "assets")
 
 
 def _modules(names: tuple[str, ...]) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from hydroserver_provider.factory.ids import INGEST_TASK_ID
@@ -13,6 +14,21 @@ __all__ = ["dag_description", "dag_doc_md", "dag_tags"]
 
 def _md(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+# A value read when the task runs, not written in the definition: shown as it is written.
+_REFERENCE = re.compile(r"\{\{\s*(var\.value|var\.json|conn|params)\.[A-Za-z0-9_.]+\s*\}\}\Z")
+
+
+def _per_task_value(name: str, value: Any, secret: set[str]) -> str:
+    """A per_task placeholder's value for the Docs panel: a secret one is never shown, only
+    where it is read from (``{{ var.value.station_key }}``)."""
+    text = "" if value is None else str(value)
+    if name not in secret or not text:
+        return f"`{_md(text)}`"
+    if _REFERENCE.match(text.strip()):
+        return f"secret, read from `{_md(text.strip())}`"
+    return "secret (not shown)"
 
 
 def dag_doc_md(task: Any, source: str | None, dag_id: str, conn_id: str) -> str:
@@ -30,10 +46,14 @@ def dag_doc_md(task: Any, source: str | None, dag_id: str, conn_id: str) -> str:
         f"- **HydroServer connection:** `{conn_id}`",
     ]
     if connection.placeholder_variables:
+        from hydroserver_provider.sources.placeholders import secret_placeholder_names
+
+        secret = set(secret_placeholder_names(connection.source_url or ""))
         lines += ["", "| Placeholder | Type | Value |", "| --- | --- | --- |"]
         for variable in connection.placeholder_variables:
             if variable.variable_type == "per_task":
-                value = f"`{_md(task.task_variables.get(variable.name, ''))}`"
+                value = _per_task_value(variable.name, task.task_variables.get(variable.name),
+                                        secret)
             else:
                 value = (f"format `{_md(variable.timestamp_format)}`"
                          if variable.timestamp_format else "ISO 8601 UTC")
@@ -74,7 +94,9 @@ def _source_line(task: Any) -> str:
     connection = task.data_connection
     payload = connection.payload
     if payload.type != "HYDROCRON":
-        return f"- **Source URL template:** `{connection.source_url}`"
+        from hydroserver_provider.definitions.checks import safe_url
+
+        return f"- **Source URL template:** `{safe_url(connection.source_url or '')}`"
     features = task.hydrocron_features
     which = (f"{len(features)} {payload.feature} features (one mapped instance each)"
              if features else

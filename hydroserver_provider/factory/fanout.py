@@ -54,13 +54,14 @@ def _hydrocron_fan_out(operator_class: Any, task: Task, features: tuple[str, ...
     itself at ``rate / share`` (``hydrocron_rate_share``, see the operator). Other DAGs using the
     same endpoint are not counted: give them a common pool if that matters.
     """
-    from hydroserver_provider.operators.ingest import datastream_assets
+    from hydroserver_provider.assets import datastream_alias
 
     share = fan_out_concurrency(len(features), dag_settings)
     mappings = kwargs.pop("mappings")
-    host = kwargs.get("asset_host") or kwargs["hydroserver_conn_id"]
-    outlets = kwargs.pop("outlets", None) or datastream_assets(
-        host, [m.target_datastream_id for m in mappings])  # declared once, for every instance
+    # One alias for every instance, declared with the DAG: at run time each instance adds the
+    # assets of its own datastreams that received rows (it never changes its outlets).
+    outlets = kwargs.pop("outlets", None) or [
+        datastream_alias(getattr(kwargs.get("dag"), "dag_id", "adhoc"), kwargs["task_id"])]
     per_feature = [{"feature_id": feature,
                     "mappings": [m.model_dump() for m in mappings if m.feature_id == feature]}
                    for feature in features]

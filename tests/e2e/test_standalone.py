@@ -11,6 +11,9 @@ station sources and a local SMTP server. The test
 * triggers a task whose source answers 404 (no retries) and receives its failure e-mail;
 * triggers the data connection's digest DAG and receives the digest of those runs;
 * reads the run history back with ``hydroserver-airflow runs``;
+* checks the scheduler starts a DAG scheduled on the river's datastream asset
+  (``hydroserver://<host>/datastreams/<id>``) after the river run loaded rows, with the event's
+  ``extra``, and none for the broken task's datastream;
 * checks HydroServer holds exactly the observations of the loaded windows;
 
 and ends every process it started (process group, then anything with its AIRFLOW_HOME).
@@ -45,6 +48,29 @@ RIVER_DAG = "hydroserver_e2e_river"
 BROKEN_DAG = "hydroserver_e2e_broken"
 DIGEST_DAG = "hydroserver_digest_e2e_logger_csv"
 STEP = timedelta(minutes=15)
+ON_DISCHARGE, ON_STAGE = "e2e_on_discharge", "e2e_on_stage"
+
+CONSUMERS = '''
+"""DAGs (airflow dag) scheduled on HydroServer datastream assets."""
+import json
+from pathlib import Path
+
+from airflow.sdk import DAG, Asset, task
+
+
+def consumer(dag_id, uri, out):
+    asset = Asset(uri)
+    with DAG(dag_id, schedule=[asset], is_paused_upon_creation=False) as dag:
+        @task(inlets=[asset])
+        def read(*, inlet_events=None):
+            Path(out).write_text(json.dumps(inlet_events[asset][-1].extra))
+        read()
+    return dag
+
+
+{on_discharge} = consumer({on_discharge!r}, {discharge!r}, {out!r})
+{on_stage} = consumer({on_stage!r}, {stage!r}, {out!r} + ".stage")
+'''
 
 DEFINITIONS = """
 defaults:
@@ -172,6 +198,12 @@ def test_scheduled_manual_failed_runs_alerts_digest_and_history(tmp_path, local_
         (dags / "definitions").mkdir(parents=True)
         for name in ("hydroserver_ingestion.py", "hydroserver_definition_check.py"):
             shutil.copy(REPO / "dags" / name, dags)
+        host = hs.url.split("://", 1)[1]
+        consumed = tmp_path / "consumed.json"
+        (dags / "consumers.py").write_text(CONSUMERS.format(
+            on_discharge=ON_DISCHARGE, on_stage=ON_STAGE, out=str(consumed),
+            discharge=f"hydroserver://{host}/datastreams/{discharge}",
+            stage=f"hydroserver://{host}/datastreams/{stage}"))
         (dags / "definitions" / "e2e.yaml").write_text(textwrap.dedent(DEFINITIONS).format(
             source=source.url, level=level, temperature=temperature, discharge=discharge,
             stage=stage, start_time=first.isoformat()))
@@ -217,6 +249,9 @@ def test_scheduled_manual_failed_runs_alerts_digest_and_history(tmp_path, local_
                 code, out, err = _cli_output(trigger)
                 assert code == 0, out + err
                 assert "Status:   SUCCESS" in out and "Loaded 6 observations into 1 " in out
+                # the river's rows reached the discharge datastream: its consumer runs
+                consumer_runs = _wait("the discharge consumer's run", lambda: _finished_runs(
+                    api, ON_DISCHARGE), 120, airflow)
                 _wait("the broken run to fail", lambda: _finished_runs(api, BROKEN_DAG), 120,
                       airflow)
 
@@ -227,6 +262,7 @@ def test_scheduled_manual_failed_runs_alerts_digest_and_history(tmp_path, local_
                 assert api.dag_run(DIGEST_DAG, digest_run)["state"] == "success", \
                     airflow.log_tail(6000)
                 broken_state = api.dag_run(BROKEN_DAG, broken_run)["state"]
+                stage_consumer_runs = api.dag_runs(ON_STAGE)
 
             # 5. run history through the command line
             code, out, err = _cli_output(_cli(airflow, "runs", "E2E logger", "--json"))
@@ -262,6 +298,15 @@ def test_scheduled_manual_failed_runs_alerts_digest_and_history(tmp_path, local_
         # the manual run loaded exactly the window given in the trigger form
         hours = [river_start + timedelta(hours=h) for h in range(6)]
         assert hs.observations(discharge) == [(t, stations.discharge(t)) for t in hours]
+
+        # the asset-triggered consumer read the river run's event; none for the failed task
+        assert [(r["run_type"], r["state"]) for r in consumer_runs] == [
+            ("asset_triggered", "success")]
+        event = json.loads(consumed.read_text())
+        assert (event["datastream_id"], event["rows_loaded"]) == (discharge, 6)
+        assert (event["first_timestamp"], event["last_timestamp"]) == (
+            hours[0].strftime("%Y-%m-%dT%H:%M:%SZ"), hours[-1].strftime("%Y-%m-%dT%H:%M:%SZ"))
+        assert stage_consumer_runs == []
 
         # the failure: recorded in history and e-mailed
         assert broken_state == "failed"

@@ -2,14 +2,19 @@
 
 Six unique secrets are planted: the HydroServer API key, a HydroServer password (email login),
 a source auth header from an Airflow connection, another from an Airflow Variable, a secret query
-parameter, and a Hydrocron API key. The servers receive them (that is checked, so no test passes
-by never using a secret); then everything a person or a system could read is searched for each
-secret and for its distinctive middle part (a cut or re-encoded secret is found too):
+parameter, and a Hydrocron API key. Every name they travel under is one Airflow does not mask by
+itself (placeholder ``station`` in ``?key={station}``, Variables ``station`` and ``site_header``,
+headers ``X-Station`` and ``X-Site``): only the provider's own registration with the masker
+hides them. The servers receive them (that is checked, so no test passes by never using a
+secret); then everything a person or a system could read is searched for each secret and for
+its distinctive middle part (a cut or re-encoded secret is found too):
 
 * a real Airflow run: ``dag.test()`` of factory-built DAGs in a fresh ``AIRFLOW_HOME`` --
   successes and failures (an error page echoing the secrets back, a missing datastream), the
   task log output, every file under ``AIRFLOW_HOME`` (the metadata database included), the XComs
-  and the rendered template fields read back from that database, the failure e-mails received;
+  and the rendered template fields read back from that database, the failure e-mails received,
+  and what Airflow's API server answers (DAG details and its Docs panel, tasks, DAG runs and
+  their notes, task instances with their rendered fields, XCom entries);
 * the operator run directly, success and failure paths: every log record at DEBUG level (the
   provider's own records as written; all records, urllib3's request lines included, after
   Airflow's secrets masker, which proves each secret is registered with it), exception texts and
@@ -44,7 +49,7 @@ SECRETS = {
     "HydroServer password": "pw-4RZ8MN-password-not-for-logs",
     "source header (connection)": "hdr-9PLC3V-conn-not-for-logs",
     "source header (Variable)": "hdr-2TYB6H-var-not-for-logs",
-    "query parameter": "qp-5KDS1J-token-not-for-logs",
+    "query parameter": "qp-5KDS1J-station-not-for-logs",
     "Hydrocron key": "hck-8FGE4U-hydrocron-not-for-logs",
     "rejected API key": "hsk-3MVQ0P-wrongkey-not-for-logs",
 }
@@ -97,29 +102,57 @@ AIRFLOW_RUN = textwrap.dedent("""
     from airflow.utils.db import initdb
     initdb()
     from airflow.dag_processing.dagbag import DagBag
-    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
-    assert not bag.import_errors, bag.import_errors
+    plan = json.loads(sys.argv[1])
     runs = []
-    for dag_id, when, env in json.loads(sys.argv[1]):
+    for dag_id, when, env in plan:
         os.environ.update(env)
+        # a fresh DagBag per run, as a worker parses the file: dag.test() renders in place
+        bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+        assert not bag.import_errors, bag.import_errors
         run = bag.dags[dag_id].test(logical_date=datetime.fromisoformat(when))
         runs.append([dag_id, when, str(run.state)])
     print("RUNS " + json.dumps(runs), flush=True)
+
+    # What the API server answers the UI and API clients (simple auth manager, all admins).
+    from fastapi.testclient import TestClient
+    from airflow.api_fastapi.app import create_app
+    client = TestClient(create_app("core"))
+    answers = {}
+
+    def get(path):
+        response = client.get("/api/v2" + path)
+        assert response.status_code == 200, (path, response.status_code, response.text[:500])
+        answers[path] = response.text
+        return response.json()
+
+    for dag_id in sorted({dag_id for dag_id, _, _ in plan}):
+        get(f"/dags/{dag_id}/details")
+        get(f"/dags/{dag_id}/tasks")
+        for run in get(f"/dags/{dag_id}/dagRuns")["dag_runs"]:
+            base = f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}"
+            get(base)
+            for ti in get(base + "/taskInstances")["task_instances"]:
+                task = f"{base}/taskInstances/{ti['task_id']}"
+                get(task)  # dag.test() logs to its stdout (searched), not to log files
+                for xcom in get(task + "/xcomEntries")["xcom_entries"]:
+                    get(f"{task}/xcomEntries/{xcom['key']}?map_index={xcom['map_index']}")
+    print("API " + json.dumps(answers), flush=True)
 """)
+
 
 DEFINITIONS = """
 defaults: {{retries: 0}}
 data_connections:
   - name: Discharge API
-    source_url: "{source}/obs.json?from={{start}}&to={{end}}&token={{token}}"
+    source_url: "{source}/obs.json?from={{start}}&to={{end}}&key={{station}}"
     payload_type: JSON
     jmespath: "data.records[*]"
     timestamp_key: time
-    auth: {{header_name: X-Station-Token, conn_id: station_api}}
+    auth: {{header_name: X-Station, conn_id: station_api}}
     placeholder_variables:
       - {{name: start, variable_type: window_start}}
       - {{name: end, variable_type: window_end}}
-      - {{name: token, variable_type: per_task}}
+      - {{name: station, variable_type: per_task}}
     notification: {{recipient_emails: [ops@example.org]}}
   - name: Level logger
     source_url: "{source}/level.csv"
@@ -129,7 +162,7 @@ data_connections:
     timezone_type: iana
     timezone: America/Denver
     data_start_row: 3
-    auth: {{header_name: X-Station-Key, variable: station_header}}
+    auth: {{header_name: X-Site, variable: site_header}}
     notification: {{recipient_emails: [ops@example.org]}}
   - name: SWOT reach
     payload_type: HYDROCRON
@@ -143,7 +176,7 @@ data_connections:
 tasks:
   - name: Station 7
     data_connection: Discharge API
-    task_variables: {{token: "{{{{ var.value.station_token }}}}"}}
+    task_variables: {{station: "{{{{ var.value.station }}}}"}}
     mappings: [{{source_identifier: values.discharge, target_datastream_id: {discharge}}}]
     interval: 1
     interval_period: hours
@@ -157,7 +190,7 @@ tasks:
     airflow: {{hydroserver_conn_id: hydroserver_login}}
   - name: Station 9
     data_connection: Discharge API
-    task_variables: {{token: "{{{{ var.value.station_token }}}}"}}
+    task_variables: {{station: "{{{{ var.value.station }}}}"}}
     mappings: [{{source_identifier: values.discharge, target_datastream_id: {ghost}}}]
     interval: 1
     interval_period: hours
@@ -175,22 +208,22 @@ def _station_routes(source, seen: dict) -> None:
     """Sources that check the secrets they need, and echo them back on a 'bad' day."""
     header_conn = SECRETS["source header (connection)"]
     header_var = SECRETS["source header (Variable)"]
-    token = SECRETS["query parameter"]
+    station = SECRETS["query parameter"]
 
     def obs(query: dict) -> tuple[int, str] | str:
         headers = source.requests[-1].headers
-        seen.setdefault("obs", []).append((headers.get("X-Station-Token"), query.get("token")))
-        if headers.get("X-Station-Token") not in (header_conn, header_var) or \
-                query.get("token") != token:
+        seen.setdefault("obs", []).append((headers.get("X-Station"), query.get("key")))
+        if headers.get("X-Station") not in (header_conn, header_var) or \
+                query.get("key") != station:
             return 401, "unauthorized"
         start = stations.parse_query_time(query["from"])
         if start.day == 2:  # a broken day: the error page quotes both secrets back
-            return 403, (f"<html><title>Forbidden</title><body>token {query['token']} with "
-                         f"header {headers.get('X-Station-Token')} is not allowed</body></html>")
+            return 403, (f"<html><title>Forbidden</title><body>key {query['key']} with "
+                         f"header {headers.get('X-Station')} is not allowed</body></html>")
         return stations.api_json(start, stations.parse_query_time(query["to"]))
 
     def level(query: dict) -> tuple[int, str] | str:
-        key = source.requests[-1].headers.get("X-Station-Key")
+        key = source.requests[-1].headers.get("X-Site")
         seen.setdefault("level", []).append(key)
         if key != header_var:
             return 401, "unauthorized"
@@ -231,12 +264,13 @@ def test_a_real_airflow_run_leaks_no_secret(tmp_path, source, tally):
         env.update({
             "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
             "AIRFLOW_CONN_HYDROSERVER_DEFAULT": key_conn,
             "AIRFLOW_CONN_HYDROSERVER_LOGIN": login_conn,
             "AIRFLOW_CONN_STATION_API": json.dumps(
                 {"conn_type": "http", "password": SECRETS["source header (connection)"]}),
-            "AIRFLOW_VAR_STATION_HEADER": SECRETS["source header (Variable)"],
-            "AIRFLOW_VAR_STATION_TOKEN": SECRETS["query parameter"],
+            "AIRFLOW_VAR_SITE_HEADER": SECRETS["source header (Variable)"],
+            "AIRFLOW_VAR_STATION": SECRETS["query parameter"],
             "AIRFLOW_CONN_HYDROCRON_KEYED": json.dumps(
                 {"conn_type": "hydrocron", "host": hydrocron.url,
                  "password": SECRETS["Hydrocron key"]}),
@@ -291,12 +325,25 @@ def test_a_real_airflow_run_leaks_no_secret(tmp_path, source, tally):
     for i, email in enumerate(emails):
         stack.add(f"e-mail {i + 1} (raw)", email.message.as_bytes())
         stack.add(f"e-mail {i + 1} (text and HTML)", email.text + email.html)
+    answers = json.loads(output.split("API ", 1)[1].splitlines()[0])
+    for path, text in answers.items():
+        stack.add(f"API server: GET /api/v2{path}", text)
 
     # Not vacuous: the places hold what they should.
-    assert "token=***" in output and "Forbidden" in output
+    assert "key=***" in output and "Forbidden" in output
     assert {key for *_, key, _ in xcoms} >= {"return_value", "summary"}
     assert any("task_variables" in str(fields) for *_, fields in rendered)
     assert any("Station 7" in e.subject for e in emails)
+    # the API server's rendered fields: the secret placeholder's value rendered, and masked
+    station_7 = [json.loads(text) for path, text in answers.items()
+                 if path.startswith("/dags/hydroserver_station_7/dagRuns/")
+                 and path.endswith("/taskInstances/ingest")]
+    assert len(station_7) == 2 and all(
+        ti["rendered_fields"]["task_variables"] == {"station": "***"} for ti in station_7)
+    details = json.loads(answers["/dags/hydroserver_station_7/details"])
+    assert "| `{station}` | per_task | secret, read from `{{ var.value.station }}` |" in (
+        details["doc_md"])
+    assert any("/xcomEntries/return_value" in path for path in answers)
     assert stack.leaks() == []
     _record(tally, "Airflow run", stack)
     tally["secrets: Airflow runs"] = f"{len(runs)} ({', '.join(s for *_, s in runs)})"
@@ -342,23 +389,23 @@ def airflow_env(monkeypatch, local_hydroserver, source):
 def _operator(source, datastream: str, **extra):
     connection = {
         "name": "Discharge API",
-        "source_url": source.url + "/obs.json?from={start}&to={end}&token={station_token}",
+        "source_url": source.url + "/obs.json?from={start}&to={end}&key={station}",
         "payload_type": "JSON", "jmespath": "data.records[*]", "timestamp_key": "time",
-        "auth": {"header_name": "X-Station-Token", "conn_id": "station_api"},
+        "auth": {"header_name": "X-Station", "conn_id": "station_api"},
         "placeholder_variables": [{"name": "start", "variable_type": "window_start"},
                                   {"name": "end", "variable_type": "window_end"},
-                                  {"name": "station_token", "variable_type": "per_task"}]}
+                                  {"name": "station", "variable_type": "per_task"}]}
     connection.update(extra.pop("connection", {}))
     return HydroIngestOperator(
         task_id="ingest", data_connection=connection,
         mappings=[{"source_identifier": "values.discharge", "target_datastream_id": datastream}],
-        task_variables={"station_token": "{{ params.token }}"}, **extra)
+        task_variables={"station": "{{ params.station }}"}, **extra)
 
 
 def _context(day: int) -> dict:
     start = datetime(2025, 6, day, 5, tzinfo=UTC)
     return {"data_interval_start": start, "data_interval_end": start + timedelta(hours=1),
-            "params": {"token": SECRETS["query parameter"]}, "ti": FakeTI()}
+            "params": {"station": SECRETS["query parameter"]}, "ti": FakeTI()}
 
 
 def test_operator_success_and_failure_paths_leak_no_secret(airflow_env, caplog, capsys, tally):
@@ -371,12 +418,12 @@ def test_operator_success_and_failure_paths_leak_no_secret(airflow_env, caplog, 
         "API key, header from a connection": (_operator(source, ds), 1),
         "email login, header from a Variable": (_operator(
             source, ds, hydroserver_conn_id="hydroserver_login",
-            connection={"auth": {"header_name": "X-Station-Token",
+            connection={"auth": {"header_name": "X-Station",
                                  "variable": "station_header"}}), 1),
         "error page echoing the secrets": (_operator(source, ds), 2),
         "HTML page echoing the secrets": (_operator(
             source, ds, connection={"source_url": source.url + "/page?from={start}&to={end}"
-                                                  "&token={station_token}"}),
+                                                  "&key={station}"}),
             1),
         "rejected API key": (_operator(source, ds, hydroserver_conn_id="hydroserver_wrong"), 1),
         "rejected password": (_operator(source, ds,
@@ -385,7 +432,7 @@ def test_operator_success_and_failure_paths_leak_no_secret(airflow_env, caplog, 
         "missing datastream": (_operator(source, "0190a6c4-0000-7000-8000-00000000dead"), 1),
     }
     token = SECRETS["query parameter"]
-    source.add("/page", lambda q: f"<html><title>Login</title><body>{q.get('token')} "
+    source.add("/page", lambda q: f"<html><title>Login</title><body>{q.get('key')} "
                                   f"{SECRETS['source header (connection)']}</body></html>",
                "text/html")
     for name, (operator, day) in cases.items():
@@ -393,7 +440,7 @@ def test_operator_success_and_failure_paths_leak_no_secret(airflow_env, caplog, 
             source.drop_next("/obs.json", after_bytes=20)
         context = _context(day)
         operator.render_template_fields(context)
-        assert operator.task_variables == {"station_token": token}  # rendered for the run
+        assert operator.task_variables == {"station": token}  # rendered for the run
         try:
             summary = operator.execute(context)
             outcomes[name] = "success"
@@ -476,19 +523,19 @@ def test_hydrocron_key_stays_in_its_header(monkeypatch, caplog, tally):
 CLI_DEFINITIONS = """
 data_connections:
   - name: Discharge API
-    source_url: "{source}/obs.json?from={{start}}&to={{end}}&token={{token}}"
+    source_url: "{source}/obs.json?from={{start}}&to={{end}}&key={{station}}"
     payload_type: JSON
     jmespath: "data.records[*]"
     timestamp_key: time
-    auth: {{header_name: X-Station-Token, conn_id: station_api}}
+    auth: {{header_name: X-Station, conn_id: station_api}}
     placeholder_variables:
       - {{name: start, variable_type: window_start}}
       - {{name: end, variable_type: window_end}}
-      - {{name: token, variable_type: per_task}}
+      - {{name: station, variable_type: per_task}}
 tasks:
   - name: Station 7
     data_connection: Discharge API
-    task_variables: {{token: "{token}"}}
+    task_variables: {{station: "{token}"}}
     mappings: [{{source_identifier: values.discharge, target_datastream_id: {ds}}}]
     interval: 1
     interval_period: hours
