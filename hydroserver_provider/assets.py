@@ -169,7 +169,8 @@ def event_extra(outcome: Mapping[str, Any], summary: Mapping[str, Any]) -> dict[
         "first_timestamp": outcome.get("first"),
         "last_timestamp": outcome.get("last"),
         "mode": outcome.get("mode") or summary.get("mode"),
-        "window": summary.get("window"),
+        "window": ({k: window[k] for k in ("start", "end")}
+                   if (window := summary.get("window")) else None),
     }
 
 
