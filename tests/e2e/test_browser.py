@@ -128,7 +128,7 @@ def _expand_event_extra(page) -> None:
             page.wait_for_timeout(500)
             if "rows_loaded" in page.inner_text("body"):
                 return
-        except Exception:  # noqa: BLE001 - try the next way the editor may mark its folds
+        except Exception:
             continue
 
 
