@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from hydroserver_provider.compat import DAG, BaseOperator
 from hydroserver_provider.errors import DefinitionError
 from hydroserver_provider.factory.ids import slugify
-from hydroserver_provider.factory.schedules import DEFAULT_START_DATE, schedule_text, timetable_for
+from hydroserver_provider.factory.schedules import schedule_text, start_date_for, timetable_for
 from hydroserver_provider.notifications.alerts import FailureAlert
 from hydroserver_provider.notifications.digest import DigestTask
 from hydroserver_provider.periods import last_schedule_period, schedule_timing
@@ -138,7 +138,7 @@ def build_digest_dag(connection: DataConnection, tasks: Sequence[DigestTask], da
                     f"{'s' if len(tasks) != 1 else ''}), {schedule_text(schedule)}"
                     .replace("`", ""),
         schedule=timetable_for(schedule),
-        start_date=schedule.start_time or DEFAULT_START_DATE,
+        start_date=start_date_for(schedule),
         catchup=False,
         max_active_runs=1,
         is_paused_upon_creation=False,

@@ -44,6 +44,33 @@ def test_schedule_period_of_interval_crontab_and_manual_tasks():
     assert schedule_period(TASKS[2], now) is None
 
 
+def test_a_disabled_task_is_never_behind_schedule():
+    """``enabled: false`` no longer pauses the DAG (it has no schedule instead): the digest reads
+    the definition's ``enabled``, not the pause, to tell a disabled task from a late one."""
+    from hydroserver_provider.notifications.render import render_digest
+
+    now = datetime(2025, 6, 1, 12, tzinfo=UTC)
+
+    class History:  # the REST API calls a digest makes: a DAG that last ran ten hours ago
+        def dag(self, dag_id):
+            return {"dag_id": dag_id, "is_paused": False}
+
+        def iter_dag_runs(self, dag_id, **kwargs):
+            return iter(())
+
+        def dag_runs(self, dag_id, states=None, **kwargs):
+            return [] if states else [{"start_date": (now - 10 * HOUR).isoformat()}]
+
+    tasks = [DigestTask("hydroserver_on", "On", interval_seconds=3600),
+             DigestTask("hydroserver_off", "Off", interval_seconds=3600, enabled=False)]
+    digest = collect_digest(History(), "River API", tasks, now - HOUR, now, now=now)
+    on, off = digest.tasks
+    assert on.behind and not off.behind
+    subject, text, html, _ = render_digest(digest, charts=False)
+    assert "1 task behind schedule" in subject
+    assert "disabled (enabled: false; manual runs only)" in text
+
+
 def test_sparkline_and_chart():
     assert sparkline([3, 2, 4, 0]) == "▆▅█▁"
     assert sparkline([0, 0]) == "▁▁" and sparkline([]) == ""
