@@ -204,6 +204,9 @@ class HydroIngestOperator(BaseOperator):
                          started_at=run_started_at(context))
 
     def execute(self, context: Mapping[str, Any]) -> dict[str, Any]:
+        from hydroserver_provider.operators.preflight import fail_if_missing, ingest_requirements
+
+        fail_if_missing(ingest_requirements(self))  # a missing connection: fail now, no retries
         from hydroserver_provider.errors import DefinitionError, IngestionFailed
         from hydroserver_provider.hooks.hydroserver import HydroServerHook
         from hydroserver_provider.pipeline import RunOptions, run_ingestion
