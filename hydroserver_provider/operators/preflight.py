@@ -44,8 +44,9 @@ HYDROCRON_DEFAULT_CONN_ID = "hydrocron_default"  # optional: the public endpoint
 class Requirement:
     """An Airflow connection or variable a definition needs.
 
-    :param kind: ``"connection"`` or ``"variable"``.
-    :param key: the connection id or the variable's key.
+    :param kind: ``"connection"``, ``"variable"`` or ``"pool"`` (only ``validate`` checks pools:
+        a task waiting for a missing pool never starts, so it cannot check it).
+    :param key: the connection id, the variable's key or the pool's name.
     :param form: how to fill it in (the connection form's type and what goes where).
     """
 
@@ -65,8 +66,11 @@ class Requirement:
         return f"{self.kind} '{self.key}'"
 
     def how_to_create(self) -> str:
-        where = "Admin > Connections" if self.kind == "connection" else "Admin > Variables"
         form = f", {self.form}" if self.form else ""
+        if self.kind == "pool":  # Airflow reads no pool from the environment
+            return (f"create it (Admin > Pools{form}) or run: airflow pools set {self.key} 4 "
+                    "'HydroServer writes'")
+        where = "Admin > Connections" if self.kind == "connection" else "Admin > Variables"
         return f"create it ({where}{form}) or set {self.env_var}"
 
     def missing_text(self) -> str:

@@ -146,8 +146,12 @@ def test_import_writes_what_hydroserver_holds_and_never_the_secret(server, tmp_p
     # and the DAG factory builds one DAG per task from the file
     built = dag_factory.build_dags(out.parent)
     assert built.errors == [] and len(built.dags) == 4
-    assert main(["validate", str(out)]) == 0
-    assert capsys.readouterr().out.strip().endswith("OK: 1 file, 4 tasks, 2 data connections")
+    assert main(["validate", "--no-database", str(out)]) == 0
+    validated = capsys.readouterr().out
+    # the Variable the import asked for is named again, with how to create it
+    assert "  - variable 'hydroserver_source_auth_secure_api', for task 'River site': not " \
+           "checked" in validated and "AIRFLOW_VAR_HYDROSERVER_SOURCE_AUTH_SECURE_API" in validated
+    assert validated.strip().splitlines()[-1].startswith("OK: 1 file, 4 tasks, 2 data connections")
 
 
 def test_without_the_flag_hydroserver_keeps_its_schedules_and_the_output_says_so(
