@@ -18,7 +18,6 @@ from hydroserver_provider.factory.schedules import (
     timetable_for,
 )
 from hydroserver_provider.factory.settings import task_settings
-from hydroserver_provider.notifications.dags import add_failure_alert
 from hydroserver_provider.operators.ingest import HydroIngestOperator
 from hydroserver_provider.periods import schedule_timing
 
@@ -121,6 +120,10 @@ def build_dag(task: Task, *, source: str | None = None, dag_id: str | None = Non
     #   merges dag.params, task.params and the run's conf (process_params) and validates that.
     for name, param in trigger_params(settings.chunk_rows, windowed, schedule.is_manual).items():
         dag.params[name] = param
+    # imported here: notifications.dags builds digest DAGs with this package's schedules, so a
+    # module-level import would make importing it first a circular import
+    from hydroserver_provider.notifications.dags import add_failure_alert
+
     add_failure_alert(dag, task)
     return dag
 
