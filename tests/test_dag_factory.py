@@ -438,15 +438,48 @@ def test_a_run_without_data_interval_loads_the_last_interval_ending_now(tmp_path
                                                 "2025-05-04T12:00:00+00:00")
 
 
+def ui_required(param) -> bool:
+    """What Airflow 3.3's trigger form marks "Required": a schema type without ``null``."""
+    kind = param.schema.get("type")
+    return bool(kind) and (not isinstance(kind, list) or "null" not in kind)
+
+
 def test_manual_only_windowed_task_needs_a_window(tmp_path):
+    from airflow.sdk.definitions.param import ParamValidationError
+
     dag = one_dag(tmp_path, "")
     assert "Required" in dag.params.get_param("window_start").description
-    with pytest.raises(AirflowFailException, match="window_start and window_end"):
+    assert ui_required(dag.params.get_param("window_start"))
+    assert ui_required(dag.params.get_param("window_end"))
+    # Airflow validates a run's params when it creates the run (the form, the REST API): a
+    # window left empty refuses the run instead of a run that fails
+    with pytest.raises(ParamValidationError, match="window_start"):
         render(dag, run(datetime(2025, 5, 5, 10, 7, tzinfo=UTC),
                         datetime(2025, 5, 5, 10, 7, tzinfo=UTC)))  # a manual run's empty interval
+    with pytest.raises(AirflowFailException, match="window_start and window_end"):
+        dag.user_defined_macros["hydroserver_run_window"](run())  # a run made some other way
     op = render(dag, run(), {"window_start": "2025-01-01T00:00:00Z",
                              "window_end": "2025-01-02T00:00:00Z"})
     assert (op.window_start, op.window_end) == ("2025-01-01T00:00:00Z", "2025-01-02T00:00:00Z")
+
+
+def test_the_form_marks_required_only_what_a_run_cannot_do_without(tmp_path):
+    """"Dry run" is never required; the window only for a manual-only task whose URL needs one
+    (not for a scheduled, a disabled or an incremental task)."""
+    from airflow.sdk.definitions.param import process_params
+
+    cases = {"scheduled": ("interval: 1\ninterval_period: hours", "Windowed CSV"),
+             "disabled": ("interval: 1\ninterval_period: hours\nenabled: false", "Windowed CSV"),
+             "incremental": ("", "Incremental JSON")}
+    for name, (schedule, connection) in cases.items():
+        dag = one_dag(tmp_path, schedule, connection=connection)
+        assert not ui_required(dag.params.get_param("window_start")), name
+        assert not ui_required(dag.params.get_param("dry_run")), name
+        # a cleared dry-run switch (null) is a real run
+        params = process_params(dag, dag.get_task("ingest"), {"dry_run": None},
+                                suppress_exception=False)
+        assert params["dry_run"] is None
+    assert not ui_required(one_dag(tmp_path, "").params.get_param("dry_run"))
 
 
 def test_manual_only_incremental_task_runs_without_a_window(tmp_path):
