@@ -131,6 +131,9 @@ def test_import_writes_what_hydroserver_holds_and_never_the_secret(server, tmp_p
     assert [m.source_identifier for m in logger.mappings] == ["Water Level", "Water Temp"]
     assert by_name["Manual logger"].schedule.is_manual
     assert by_name["Paused logger"].schedule.enabled is False
+    # enabled: false now means no scheduled runs on Airflow either: the command says so
+    assert ("1 task disabled in HydroServer is written with enabled: false, so Airflow runs it "
+            "only when triggered: 'Paused logger'.") in captured.out
     assert all(t.airflow.given() == {"hydroserver_conn_id": CONN_ID} for t in loaded.tasks)
 
     # the user is told which Airflow Variable to create, by name

@@ -16,6 +16,8 @@ os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="hydroserver-dag-f
 
 import pytest
 
+from hydroserver_provider.testing.airflow import LocalAirflow
+
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
 INGESTION = DAGS / "hydroserver_ingestion.py"
@@ -195,6 +197,32 @@ def test_dag_processor_keeps_scheduling_the_good_dags(dag_folder, tmp_path):
             "Connections, type HydroServer) or set AIRFLOW_CONN_HYDROSERVER_DEFAULT (for task "
             "'Fine station in the broken file', task 'Good station A', task 'Good station B')"
             ) in message
+
+
+@pytest.mark.slow  # starts Airflow
+def test_flipping_enabled_changes_an_existing_dag(dag_folder, tmp_path):
+    """``is_paused_upon_creation`` acts once; ``enabled`` must act on a DAG Airflow already has.
+    The real dag-processor parses the folder three times: enabled, disabled, enabled again."""
+    (dag_folder / "definitions" / "broken.yaml").unlink()
+    good = dag_folder / "definitions" / "good.yaml"
+    airflow = LocalAirflow(tmp_path / "home", dag_folder)
+    airflow.migrate()
+
+    def parse(text: str) -> tuple:
+        good.write_text(textwrap.dedent(text))
+        airflow.airflow("dag-processor", "--num-runs", "1")
+        with sqlite3.connect(airflow.home / "airflow.db") as db:
+            return db.execute(
+                "select timetable_summary, is_paused, next_dagrun_create_after from dag "
+                "where dag_id = 'hydroserver_good_station_a'").fetchone()
+
+    summary, paused, next_run = parse(GOOD)
+    assert (summary, paused) == ("every hour", 0) and next_run is not None
+    disabled = GOOD.replace("    interval_period: hours\n", "    interval_period: hours\n"
+                                                            "    enabled: false\n", 1)
+    assert parse(disabled) == ("disabled (every hour)", 0, None)  # no runs, manual ones at once
+    summary, paused, next_run = parse(GOOD)
+    assert (summary, paused) == ("every hour", 0) and next_run is not None
 
 
 def test_parsing_the_dag_file_imports_nothing_heavy(tmp_path):
