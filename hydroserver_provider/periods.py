@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-__all__ = ["last_cron_period", "last_schedule_period", "schedule_timing"]
+__all__ = ["first_period", "last_cron_period", "last_schedule_period", "schedule_timing"]
 
 
 def schedule_timing(schedule: Any) -> dict[str, Any]:
@@ -33,6 +33,31 @@ def last_schedule_period(moment: datetime, *, interval_seconds: float | None,
     if crontab:
         return last_cron_period(crontab, timezone, moment)
     return None
+
+
+def first_period(start_time: datetime, *, interval_seconds: float | None,
+                 crontab: str | None, timezone: str = "UTC") -> tuple[datetime, datetime] | None:
+    """The period whose end is a schedule's first run at or after ``start_time``.
+
+    The guide's ``start_time`` is "when a scheduled task first runs"; Airflow runs a data-interval
+    schedule at the *end* of each period, so this is the first period a DAG should get:
+    ``start_time - interval`` -> ``start_time`` for an interval, and for a crontab the tick before
+    the first tick at or after ``start_time`` -> that tick (in the crontab's time zone). None for
+    a manual-only schedule.
+    """
+    if interval_seconds is not None:
+        return start_time - timedelta(seconds=interval_seconds), start_time
+    if not crontab:
+        return None
+    from zoneinfo import ZoneInfo
+
+    from croniter import croniter
+
+    local = start_time.astimezone(ZoneInfo(timezone))
+    on_tick = local.second == 0 and local.microsecond == 0 and croniter.match(crontab, local)
+    first = local if on_tick else croniter(crontab, local).get_next(datetime)
+    before = croniter(crontab, first).get_prev(datetime)
+    return before.astimezone(UTC), first.astimezone(UTC)
 
 
 def last_cron_period(crontab: str, zone: str, moment: datetime) -> tuple[datetime, datetime]:

@@ -128,7 +128,9 @@ def _runs(now: datetime) -> list[dict]:
             "SUCCESS", "Loaded 5 observations into 1 datastream.",
             _ds(RIVER2, "Discharge 2", 5))},
             interval_start=iso(7.0), interval_end=iso(1.0)),
-        run(manual, "manual__m1", "failed", 2.0, 1.99, "failed", None, run_type="manual"),
+        # its URL needs a window and it has no schedule: Airflow refuses a run without one
+        run(manual, "manual__m1", "failed", 2.0, 1.99, "failed", None, run_type="manual",
+            conf={"window_start": iso(30.0), "window_end": iso(6.0)}),
     ]
 
 

@@ -151,17 +151,19 @@ def test_dag_id_collision_rejects_both_tasks_and_names_both(tmp_path):
 def test_interval_schedule_makes_hourly_data_intervals_from_start_time(tmp_path):
     dag = one_dag(tmp_path, "interval: 1\ninterval_period: hours\nstart_time: 2025-01-01T00:00:00Z",
                   extra="airflow: {catchup: true}")
-    assert type(dag.timetable).__name__ == "DeltaDataIntervalTimetable"
+    assert type(dag.timetable).__name__ == "IntervalTimetable"
     assert dag.timetable.delta == timedelta(hours=1)
-    assert dag.start_date == datetime(2025, 1, 1, tzinfo=UTC) and dag.catchup is True
+    # the first run is at start_time (the guide: "when a scheduled task first runs"), loading
+    # the hour ending there: start_date is one period before
+    assert dag.start_date == datetime(2024, 12, 31, 23, tzinfo=UTC) and dag.catchup is True
     sdag = scheduled(dag)
     first = sdag.next_dagrun_info(last_automated_run_info=None)
     assert (first.data_interval.start, first.data_interval.end) == (
-        datetime(2025, 1, 1, 0, tzinfo=UTC), datetime(2025, 1, 1, 1, tzinfo=UTC))
-    assert first.run_after == first.data_interval.end  # runs once the hour is over
+        datetime(2024, 12, 31, 23, tzinfo=UTC), datetime(2025, 1, 1, 0, tzinfo=UTC))
+    assert first.run_after == first.data_interval.end == datetime(2025, 1, 1, tzinfo=UTC)
     second = sdag.next_dagrun_info(last_automated_run_info=first)
     assert (second.data_interval.start, second.data_interval.end) == (
-        datetime(2025, 1, 1, 1, tzinfo=UTC), datetime(2025, 1, 1, 2, tzinfo=UTC))
+        datetime(2025, 1, 1, 0, tzinfo=UTC), datetime(2025, 1, 1, 1, tzinfo=UTC))
 
 
 @pytest.mark.parametrize(("period", "delta"), [("minutes", timedelta(minutes=15)),
@@ -187,17 +189,21 @@ def test_crontab_in_a_time_zone_follows_local_time_across_dst(tmp_path):
     dag = one_dag(tmp_path, 'crontab: "0 6 * * *"\nschedule: {timezone: America/Denver}\n'
                             "start_time: 2025-03-07T13:00:00Z",
                   extra="airflow: {catchup: true}")
-    assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
+    assert type(dag.timetable).__name__ == "CrontabTimetable"
     assert dag.timetable.expression == "0 6 * * *"
     assert str(dag.timetable.timezone) == "America/Denver"
     sdag = scheduled(dag)
     first = sdag.next_dagrun_info(last_automated_run_info=None)
-    # 06:00 MST is 13:00 UTC; after the switch to daylight time (9 March) 06:00 MDT is 12:00 UTC
-    assert first.data_interval == (datetime(2025, 3, 7, 13, tzinfo=UTC),
-                                   datetime(2025, 3, 8, 13, tzinfo=UTC))
+    # 06:00 MST is 13:00 UTC: the first run is at start_time, a tick; after the switch to
+    # daylight time (9 March) 06:00 MDT is 12:00 UTC
+    assert first.data_interval == (datetime(2025, 3, 6, 13, tzinfo=UTC),
+                                   datetime(2025, 3, 7, 13, tzinfo=UTC))
     second = sdag.next_dagrun_info(last_automated_run_info=first)
-    assert second.data_interval == (datetime(2025, 3, 8, 13, tzinfo=UTC),
-                                    datetime(2025, 3, 9, 12, tzinfo=UTC))
+    assert second.data_interval == (datetime(2025, 3, 7, 13, tzinfo=UTC),
+                                    datetime(2025, 3, 8, 13, tzinfo=UTC))
+    third = sdag.next_dagrun_info(last_automated_run_info=second)
+    assert third.data_interval == (datetime(2025, 3, 8, 13, tzinfo=UTC),
+                                   datetime(2025, 3, 9, 12, tzinfo=UTC))
 
 
 def test_crontab_defaults_to_utc(tmp_path):
@@ -209,8 +215,8 @@ def test_crontab_defaults_to_utc(tmp_path):
 
 def test_no_schedule_is_manual_only(tmp_path):
     dag = one_dag(tmp_path, "", connection="Incremental JSON")
-    assert type(dag.timetable).__name__ == "NullTimetable"
-    assert dag.timetable.can_be_scheduled is False
+    assert type(dag.timetable).__name__ == "ManualTimetable"
+    assert dag.timetable.can_be_scheduled is False and dag.timetable.summary == "manual only"
     assert scheduled(dag).next_dagrun_info(last_automated_run_info=None) is None
 
 
@@ -219,10 +225,18 @@ def test_start_date_default_is_fixed_never_now(tmp_path):
     assert dag.start_date == factory.DEFAULT_START_DATE == datetime(2024, 1, 1, tzinfo=UTC)
 
 
-def test_enabled_false_creates_the_dag_paused_and_enabled_unpaused(tmp_path):
-    assert one_dag(tmp_path, "interval: 1\ninterval_period: hours\nenabled: false"
-                   ).is_paused_upon_creation is True
-    assert one_dag(tmp_path, "interval: 1\ninterval_period: hours").is_paused_upon_creation is False
+def test_enabled_false_means_no_scheduled_runs_and_manual_runs_at_once(tmp_path):
+    disabled = one_dag(tmp_path, "interval: 1\ninterval_period: hours\nenabled: false")
+    # no schedule, created unpaused: a manual run starts at once, and flipping enabled changes
+    # the (serialized) schedule of an existing DAG, which is_paused_upon_creation never could
+    assert disabled.is_paused_upon_creation is False
+    assert disabled.timetable.can_be_scheduled is False
+    assert scheduled(disabled).next_dagrun_info(last_automated_run_info=None) is None
+    assert scheduled(disabled).timetable.summary == "disabled (every hour)"
+    enabled = one_dag(tmp_path, "interval: 1\ninterval_period: hours")
+    assert enabled.is_paused_upon_creation is False
+    assert scheduled(enabled).next_dagrun_info(last_automated_run_info=None) is not None
+    # created paused only when a definition asks for it
     assert one_dag(tmp_path, "interval: 1\ninterval_period: hours",
                    extra="airflow: {is_paused_upon_creation: true}").is_paused_upon_creation is True
 
@@ -425,15 +439,48 @@ def test_a_run_without_data_interval_loads_the_last_interval_ending_now(tmp_path
                                                 "2025-05-04T12:00:00+00:00")
 
 
+def ui_required(param) -> bool:
+    """What Airflow 3.3's trigger form marks "Required": a schema type without ``null``."""
+    kind = param.schema.get("type")
+    return bool(kind) and (not isinstance(kind, list) or "null" not in kind)
+
+
 def test_manual_only_windowed_task_needs_a_window(tmp_path):
+    from airflow.sdk.definitions.param import ParamValidationError
+
     dag = one_dag(tmp_path, "")
     assert "Required" in dag.params.get_param("window_start").description
-    with pytest.raises(AirflowFailException, match="window_start and window_end"):
+    assert ui_required(dag.params.get_param("window_start"))
+    assert ui_required(dag.params.get_param("window_end"))
+    # Airflow validates a run's params when it creates the run (the form, the REST API): a
+    # window left empty refuses the run instead of a run that fails
+    with pytest.raises(ParamValidationError, match="window_start"):
         render(dag, run(datetime(2025, 5, 5, 10, 7, tzinfo=UTC),
                         datetime(2025, 5, 5, 10, 7, tzinfo=UTC)))  # a manual run's empty interval
+    with pytest.raises(AirflowFailException, match="window_start and window_end"):
+        dag.user_defined_macros["hydroserver_run_window"](run())  # a run made some other way
     op = render(dag, run(), {"window_start": "2025-01-01T00:00:00Z",
                              "window_end": "2025-01-02T00:00:00Z"})
     assert (op.window_start, op.window_end) == ("2025-01-01T00:00:00Z", "2025-01-02T00:00:00Z")
+
+
+def test_the_form_marks_required_only_what_a_run_cannot_do_without(tmp_path):
+    """"Dry run" is never required; the window only for a manual-only task whose URL needs one
+    (not for a scheduled, a disabled or an incremental task)."""
+    from airflow.sdk.definitions.param import process_params
+
+    cases = {"scheduled": ("interval: 1\ninterval_period: hours", "Windowed CSV"),
+             "disabled": ("interval: 1\ninterval_period: hours\nenabled: false", "Windowed CSV"),
+             "incremental": ("", "Incremental JSON")}
+    for name, (schedule, connection) in cases.items():
+        dag = one_dag(tmp_path, schedule, connection=connection)
+        assert not ui_required(dag.params.get_param("window_start")), name
+        assert not ui_required(dag.params.get_param("dry_run")), name
+        # a cleared dry-run switch (null) is a real run
+        params = process_params(dag, dag.get_task("ingest"), {"dry_run": None},
+                                suppress_exception=False)
+        assert params["dry_run"] is None
+    assert not ui_required(one_dag(tmp_path, "").params.get_param("dry_run"))
 
 
 def test_manual_only_incremental_task_runs_without_a_window(tmp_path):
@@ -513,7 +560,7 @@ def test_the_docs_panel_never_shows_a_secret(tmp_path):
 def test_serializes_for_the_scheduler(tmp_path):
     dag = one_dag(tmp_path, "interval: 1\ninterval_period: hours")
     sdag = scheduled(dag)
-    assert type(sdag.timetable).__name__ == "DeltaDataIntervalTimetable"
+    assert type(sdag.timetable).__name__ == "IntervalTimetable"
     assert set(sdag.params) == {"window_start", "window_end", "dry_run", "chunk_rows"}
 
 

@@ -203,6 +203,16 @@ def plan_import(raw_connections: list[dict], raw_tasks: list[dict], *, auth_from
     plan.document = document
     imported = {c.name for c in loaded.data_connections}
     plan.notes = [text for name, text in notes if name in imported]
+    disabled = [t.name for t in _by_name(loaded.tasks)
+                if not t.schedule.enabled and not t.schedule.is_manual]
+    if disabled:  # enabled: false means no scheduled runs on Airflow either
+        one = len(disabled) == 1
+        plan.notes.append(
+            f"{plural(len(disabled), 'task')} disabled in HydroServer {'is' if one else 'are'} "
+            f"written with enabled: false, so Airflow runs {'it' if one else 'them'} only when "
+            f"triggered: {', '.join(repr(n) for n in disabled)}. If HydroServer's schedule was "
+            "switched off because Airflow runs them (--disable-server-schedules), set "
+            "enabled: true for them in the file.")
     enabled = {t["id"] for t in raw_tasks if _runs_on_server(t.get("schedule"))}
     plan.scheduled = [(t.id, t.name) for t in loaded.tasks if t.id is not None and t.id in enabled]
     return plan

@@ -20,6 +20,13 @@ from hydroserver_provider.cli.common import CommandError, parse_iso_moment, repo
 from hydroserver_provider.text import format_table
 
 TERMINAL = ("SUCCESS", "FAILURE")
+DRY_RUN_PREFIX = "dry_run__"
+
+
+def dry_run_id(now: datetime | None = None) -> str:
+    """The run id of ``trigger --dry-run``: ``dry_run__<time>``, so Airflow's run list tells a
+    dry run from a real one (Airflow still records it as a manual run)."""
+    return DRY_RUN_PREFIX + (now or datetime.now(UTC)).isoformat()
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,7 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     trigger.add_argument("--start", type=_moment, metavar="DATE", help="window start (ISO 8601)")
     trigger.add_argument("--end", type=_moment, metavar="DATE", help="window end (ISO 8601)")
     trigger.add_argument("--dry-run", action="store_true",
-                         help="fetch, parse and compare, but write nothing to HydroServer")
+                         help="fetch, parse and compare, but write nothing to HydroServer (the "
+                              "run's id is dry_run__<time>)")
     trigger.add_argument("--wait", action="store_true",
                          help="wait for the run to finish; exit 0 on SUCCESS, 1 on FAILURE")
     trigger.add_argument("--timeout", type=_positive, default=3600, metavar="SECONDS",
@@ -173,10 +181,18 @@ def run_trigger(args: argparse.Namespace) -> int:
     with _api(args) as api:
         dag_id = resolve_dag_id(api, args.task)
         dag = api.dag(dag_id) or {}
+        if args.start is None and _needs_window(api, dag_id):
+            raise CommandError(f"{dag_id} has no schedule and its source URL needs a window: "
+                               "give --start and --end")
         if dag.get("is_paused"):
             print(f"warning: {dag_id} is paused: the run stays PENDING until it is unpaused",
                   file=sys.stderr)
-        created = api.trigger(dag_id, conf=conf, note="hydroserver-airflow trigger")
+        if args.dry_run:  # visible as such in Airflow's run list (run id) and on its page
+            created = api.trigger(dag_id, conf=conf, run_id=dry_run_id(),
+                                  note="Dry run: writes nothing (hydroserver-airflow trigger "
+                                       "--dry-run)")
+        else:
+            created = api.trigger(dag_id, conf=conf, note="hydroserver-airflow trigger")
         run = task_run(created, None)
         if not args.wait:
             _report(run, args.json, f"Triggered run {run.id} of {dag_id}: {run.status}")
@@ -195,6 +211,17 @@ def run_trigger(args: argparse.Namespace) -> int:
             time.sleep(max(args.poll, 0.1))
     _report(current, args.json, None)
     return 0 if current.status == "SUCCESS" else 1
+
+
+def _needs_window(api: Any, dag_id: str) -> bool:
+    """Whether the DAG's trigger form requires a window (its ``window_start`` param does not
+    accept null: a manual-only task whose URL needs a window)."""
+    from urllib.parse import quote
+
+    details = api.request("GET", f"/dags/{quote(dag_id, safe='')}/details", missing_ok=True)
+    param = ((details or {}).get("params") or {}).get("window_start")
+    kind = (param or {}).get("schema", {}).get("type") if isinstance(param, dict) else None
+    return kind == "string"
 
 
 def _report(run: Any, as_json: bool, line: str | None) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from collections.abc import Mapping as AbcMapping
@@ -46,8 +47,9 @@ from hydroserver_provider.definitions.parts import Mapping
 from hydroserver_provider.errors import DefinitionError, DefinitionErrors
 
 __all__ = [
-    "DEFINITION_SUFFIXES", "DefinitionFile", "definition_paths", "load_definition_file",
-    "load_definition_paths", "load_definitions", "load_one_task", "parse_definitions",
+    "DEFINITION_SUFFIXES", "DefinitionFile", "claimed_dag_ids", "definition_paths",
+    "load_definition_file", "load_definition_paths", "load_definitions", "load_one_task",
+    "parse_definitions",
 ]
 
 DEFINITION_SUFFIXES = (".yaml", ".yml", ".json")
@@ -441,3 +443,53 @@ def load_one_task(folder: str | os.PathLike, wanted: str,
     if any(seen[claim] > 1 for claim in _raw_claims(raw, dag_id)):
         return None
     return parse_definitions(_one_task_document(data, raw), str(path))
+
+
+# --------------------------------------------------------------------------------------------
+# The DAG ids a file's tasks claim, broken or not (what a broken file keeps out of Airflow)
+# --------------------------------------------------------------------------------------------
+
+_TASKS_KEY = re.compile(r"^(tasks|Tasks)\s*:")
+_TOP_KEY = re.compile(r"^[A-Za-z_$\"']")
+_ITEM_NAME = re.compile(r"^\s*-\s*(?:\{\s*)?name\s*:\s*(.+?)\s*(?:,.*)?$")
+
+
+def _names_in_text(text: str) -> list[str]:
+    """Task names read from a YAML file's text when it does not parse: the ``name`` of each
+    list item (``- name: X`` or ``- {name: X, ...}``) under the top-level ``tasks:`` key."""
+    names: list[str] = []
+    inside = False
+    for line in text.splitlines():
+        if _TASKS_KEY.match(line):
+            inside = True
+            continue
+        if inside and _TOP_KEY.match(line):
+            inside = False
+        match = _ITEM_NAME.match(line) if inside else None
+        if match:
+            value = match.group(1).split(" #", 1)[0].strip().strip("\"'")
+            if value:
+                names.append(value)
+    return names
+
+
+def claimed_dag_ids(path: str | os.PathLike, dag_id: Callable[[str, str | None], str]
+                    ) -> tuple[list[str], bool]:
+    """The DAG ids the tasks of a definition file ask for (``dag_id(name, explicit dag_id)``),
+    valid or not, and whether they were read from the parsed file (True) or -- the file does
+    not parse -- guessed from the task names in its text (False)."""
+    path = Path(path)
+    data, error = _read_file(path)
+    if error is None:
+        ids: list[str] = []
+        tasks = data.get("tasks") if isinstance(data, dict) else None
+        for raw in tasks if isinstance(tasks, list) else ():
+            ids += sorted(claim for kind, claim in _raw_claims(raw, dag_id) if kind == "dag_id")
+        return list(dict.fromkeys(ids)), True
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return [], False
+    if path.suffix.lower() == ".json":
+        return [], False
+    return list(dict.fromkeys(dag_id(name, None) for name in _names_in_text(text))), False

@@ -113,7 +113,7 @@ class Schedule(DefinitionModel):
     """When a task (or a notification digest) runs; neither interval nor crontab: manual only.
 
     ``enabled`` is independent of the schedule: a disabled task keeps its schedule but does not
-    run on it (its DAG is created paused).
+    run on it; it still runs at once when triggered (its DAG has no schedule, and is not paused).
     """
 
     what = "a schedule"

@@ -8,15 +8,19 @@ becomes a DAG with one task, ``ingest``
 * ``dag_id``: ``hydroserver_<slug of the task name>`` (``[a-z0-9_]``, accents folded), or the
   task's ``airflow: {dag_id: ...}``. Two tasks that would share an id are both rejected, each
   error naming the other, so no DAG ever silently changes the definition it runs.
-* schedule: ``interval`` + ``interval_period`` -> ``DeltaDataIntervalTimetable``; ``crontab`` ->
-  ``CronDataIntervalTimetable`` in ``schedule.timezone`` (UTC by default); neither -> manual only.
-  These *data interval* timetables make ``window_start``/``window_end`` a real window (Airflow 3's
-  plain cron/timedelta schedules give ``start == end``).
-* ``start_date`` = the task's ``start_time``, else :data:`DEFAULT_START_DATE` (never "now", which
-  would change at every parse); ``catchup`` off unless ``airflow: {catchup: true}`` (which needs a
-  ``start_time``: that is where the backfill begins); ``max_active_runs`` 1;
-  ``enabled: false`` -> created paused, enabled -> created unpaused (only applies when Airflow first
-  sees the DAG; later the UI toggle rules).
+* schedule: ``interval`` + ``interval_period`` -> :class:`~.timetables.IntervalTimetable`;
+  ``crontab`` -> :class:`~.timetables.CrontabTimetable` in ``schedule.timezone`` (UTC by
+  default); neither, or ``enabled: false`` -> :class:`~.timetables.ManualTimetable` (no scheduled
+  runs; manual runs start at once). These are Airflow's *data interval* timetables (so
+  ``window_start``/``window_end`` are a real window; Airflow 3's plain cron/timedelta schedules
+  give ``start == end``) with readable summaries ("every 6 hours", "disabled (every hour)"),
+  registered through this package's ``airflow.plugins`` entry point.
+* ``start_date``: one period before the task's ``start_time``, so the first run is *at*
+  ``start_time`` (the guide's meaning) and loads the period ending there; without a
+  ``start_time``, :data:`DEFAULT_START_DATE` (never "now", which would change at every parse).
+  ``catchup`` off unless ``airflow: {catchup: true}`` (which needs a ``start_time``: the first
+  caught-up period ends there); ``max_active_runs`` 1; created unpaused (``airflow:
+  {is_paused_upon_creation: true}`` to create it paused; Airflow reads that only once).
 * trigger-form params ``window_start``/``window_end`` (reload a period), ``dry_run``,
   ``chunk_rows``, validated with JSON schema.
 * pools: ``default_pool`` unless the definition names a ``pool`` or sets
@@ -28,7 +32,8 @@ becomes a DAG with one task, ``ingest``
 Where each job lives: :mod:`.folder` (folders of files -> DAGs, broken definitions, the worker's
 single DAG), :mod:`.build` (one task -> its DAG), :mod:`.ids`, :mod:`.settings` (Airflow
 settings -> arguments), :mod:`.schedules` (timetables, the window of a run), :mod:`.params`
-(trigger form), :mod:`.docs` (Docs panel, description, tags), :mod:`.fanout` (Hydrocron).
+(trigger form), :mod:`.timetables` (schedules as Airflow shows them), :mod:`.docs` (Docs panel,
+description, tags), :mod:`.fanout` (Hydrocron).
 """
 
 from __future__ import annotations

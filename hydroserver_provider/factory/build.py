@@ -11,14 +11,13 @@ from hydroserver_provider.factory.fanout import ingest_task
 from hydroserver_provider.factory.ids import INGEST_TASK_ID, dag_id_for
 from hydroserver_provider.factory.params import trigger_params
 from hydroserver_provider.factory.schedules import (
-    DEFAULT_START_DATE,
     WINDOW_END_TEMPLATE,
     WINDOW_START_TEMPLATE,
     RunWindowMacro,
+    start_date_for,
     timetable_for,
 )
 from hydroserver_provider.factory.settings import task_settings
-from hydroserver_provider.notifications.dags import add_failure_alert
 from hydroserver_provider.operators.ingest import HydroIngestOperator
 from hydroserver_provider.periods import schedule_timing
 
@@ -78,13 +77,15 @@ def build_dag(task: Task, *, source: str | None = None, dag_id: str | None = Non
         dag_id,
         dag_display_name=task.name,
         description=dag_description(task),
-        schedule=timetable_for(schedule),
-        start_date=schedule.start_time or DEFAULT_START_DATE,
+        schedule=timetable_for(schedule),  # enabled: false -> no scheduled runs (schedules.py)
+        start_date=start_date_for(schedule),  # the first run is at start_time
         catchup=dag_settings.get("catchup", False),
         max_active_runs=dag_settings.get("max_active_runs", 1),
         **configured,
         dagrun_timeout=dag_settings.get("dagrun_timeout"),
-        is_paused_upon_creation=(not schedule.enabled) if paused is None else paused,
+        # unpaused, disabled or not: a disabled task has no schedule, and its manual runs start
+        # at once; Airflow reads this only when it first sees the DAG
+        is_paused_upon_creation=bool(paused),
         tags=dag_tags(task, settings),
         doc_md=dag_doc_md(task, source, dag_id, settings.hydroserver_conn_id),
         user_defined_macros={"hydroserver_run_window": macro},
@@ -119,6 +120,10 @@ def build_dag(task: Task, *, source: str | None = None, dag_id: str | None = Non
     #   merges dag.params, task.params and the run's conf (process_params) and validates that.
     for name, param in trigger_params(settings.chunk_rows, windowed, schedule.is_manual).items():
         dag.params[name] = param
+    # imported here: notifications.dags builds digest DAGs with this package's schedules, so a
+    # module-level import would make importing it first a circular import
+    from hydroserver_provider.notifications.dags import add_failure_alert
+
     add_failure_alert(dag, task)
     return dag
 

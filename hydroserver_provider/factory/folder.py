@@ -24,6 +24,14 @@ How broken definitions surface
     ``<file>: task '<name>': field '<field>': ...``. That file owns no DAG, so its import error
     stales nothing, and it clears itself once the definitions are fixed.
 
+    The DAGs a broken definition keeps out of Airflow vanish from its UI, marked only
+    "Deactivated"; so the import error also names them (:class:`DefinitionCheckFailed`): the
+    DAG ids the file's tasks ask for that are not built -- read from the file, or, when it does
+    not parse at all, from the task names in its text. Inside Airflow's dag-processor it also
+    names the Airflow connections and variables the loaded definitions need and Airflow lacks
+    (:mod:`.requirements`), so a new DAG's first failure is not the first sign of them; a
+    ``DagBag`` in a test, with no Airflow to ask, skips that.
+
 Parse-time cost
     No pandas, requests, numpy or ingestion-pipeline import here; a definition's pydantic models
     are handed to the operator as they are (no copies). When Airflow runs one task it sets
@@ -57,6 +65,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFINITIONS_DIR_ENV",
     "BuildResult",
+    "DefinitionCheckFailed",
     "build_dags",
     "build_loaded",
     "definitions_folder",
@@ -92,6 +101,7 @@ class BuildResult:
 
     dags: dict[str, DAG] = field(default_factory=dict)
     errors: list[DefinitionError] = field(default_factory=list)
+    dag_ids: set[str] = field(default_factory=set)  # built, or that would be (build=False)
 
     def raise_errors(self) -> None:
         """Raise one :class:`DefinitionErrors` listing every problem, if there is any."""
@@ -184,6 +194,10 @@ def build_loaded(files: list[DefinitionFile], errors: list[DefinitionError] | tu
             continue
         if build:
             _build_into(result, *claimants[0], dag_id)
+            if dag_id in result.dags:
+                result.dag_ids.add(dag_id)
+        else:
+            result.dag_ids.add(dag_id)
     _add_digest_dags(result, claims, only_dag_id, build)
     return result
 
@@ -204,16 +218,99 @@ def register_dags(namespace: MutableMapping[str, Any],
     return result
 
 
+class DefinitionCheckFailed(DefinitionErrors):
+    """The definition check file's import error: every definition problem, the DAGs they keep
+    out of Airflow (``not_loaded``: DAG id -> definition file), and the Airflow connections and
+    variables the loaded definitions need and Airflow lacks (``missing``, one line each)."""
+
+    def __init__(self, errors: list[DefinitionError], *,
+                 not_loaded: Mapping[str, str] | None = None,
+                 guessed: frozenset[str] = frozenset(), missing: list[str] | None = None
+                 ) -> None:
+        super().__init__(errors)
+        self.not_loaded = dict(not_loaded or {})
+        self.guessed = guessed  # files whose DAG ids come from task names in their text
+        self.missing = list(missing or ())
+
+    def __str__(self) -> str:
+        parts = [super().__str__()] if self.errors else []
+        if self.not_loaded:
+            by_file: dict[str, list[str]] = {}
+            for dag_id, source in self.not_loaded.items():
+                by_file.setdefault(source, []).append(dag_id)
+            lines = [f"  - {source}: {', '.join(ids)}"
+                     + (" (read from the task names in its text)" if source in self.guessed
+                        else "") for source, ids in by_file.items()]
+            parts.append(f"{len(self.not_loaded)} DAG{'s' if len(self.not_loaded) != 1 else ''}"
+                         " not in Airflow until these are fixed (the UI shows a DAG that was "
+                         "there as deactivated):\n" + "\n".join(lines))
+        if self.missing:
+            parts.append(f"{len(self.missing)} Airflow setting"
+                         f"{'s' if len(self.missing) != 1 else ''} the definitions need "
+                         "missing:\n" + "\n".join(f"  - {line}" for line in self.missing))
+        return "\n".join(parts)
+
+
 def raise_definition_errors(folder: str | os.PathLike[str] | None = None, *,
-                            dag_file: str | os.PathLike[str] | None = None) -> None:
-    """Raise one :class:`DefinitionErrors` naming every broken definition (file, task, field).
+                            dag_file: str | os.PathLike[str] | None = None,
+                            check_airflow: bool | None = None) -> None:
+    """Raise one :class:`DefinitionCheckFailed` naming every broken definition (file, task,
+    field) and the DAGs it keeps out of Airflow -- and, with ``check_airflow`` (by default:
+    inside Airflow's dag-processor), every Airflow connection and variable the definitions need
+    that Airflow does not have.
 
     Called from a DAG file that defines no DAG, so the dag-processor shows the problems as that
     file's import error without disturbing the DAGs built by :func:`register_dags`.
     """
     if get_parsing_context().dag_id:  # a worker loading some DAG: nothing to report from here
         return
-    build_dags(definitions_folder(folder, dag_file), build=False).raise_errors()
+    from hydroserver_provider.definitions.files import load_definitions
+
+    where = definitions_folder(folder, dag_file)
+    reset_config_cache()
+    with _gc_paused():
+        files, errors = load_definitions(where)
+        result = build_loaded(files, errors, build=False)
+    not_loaded, guessed = _not_loaded(where, result) if result.errors else ({}, frozenset())
+    missing: list[str] = []
+    if check_airflow is None:
+        from hydroserver_provider.factory.requirements import in_dag_processor
+
+        check_airflow = in_dag_processor()
+    if check_airflow:
+        from hydroserver_provider.factory.requirements import (
+            definition_needs,
+            missing_at_parse_time,
+        )
+
+        missing = [f"{n.requirement.missing_text()} (for {n.uses_text()})"
+                   for n in missing_at_parse_time(definition_needs(files))]
+    if result.errors or missing:
+        raise DefinitionCheckFailed(result.errors, not_loaded=not_loaded, guessed=guessed,
+                                    missing=missing)
+
+
+def _not_loaded(folder: Path, result: BuildResult) -> tuple[dict[str, str], frozenset[str]]:
+    """The DAG ids the tasks of files with problems ask for that are not built, by DAG id ->
+    file, and the files whose ids were read from their text (they do not parse)."""
+    from hydroserver_provider.definitions.files import claimed_dag_ids, definition_paths
+
+    located = [e.location or "" for e in result.errors]
+    not_loaded: dict[str, str] = {}
+    guessed: set[str] = set()
+    paths = definition_paths(folder) if folder.is_dir() else []
+    for path in paths:
+        source = str(path)
+        if not any(loc == source or loc.startswith((source + ":", source + ","))
+                   for loc in located):
+            continue
+        ids, parsed = claimed_dag_ids(path, dag_id_for)
+        if not parsed:
+            guessed.add(source)
+        for dag_id in ids:
+            if dag_id not in result.dag_ids:
+                not_loaded.setdefault(dag_id, source)
+    return not_loaded, frozenset(guessed)
 
 
 def _is_digest_dag_id(dag_id: str) -> bool:

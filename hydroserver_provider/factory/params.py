@@ -18,6 +18,11 @@ ISO_DATETIME_PATTERN = (
 
 
 def trigger_params(chunk_rows: int, windowed: bool, manual: bool) -> dict[str, Param]:
+    """The trigger form. Airflow's form marks a field required unless its JSON-schema type
+    includes ``null``, and refuses to create a run whose params do not validate (HTTP 400, the
+    form shows why): so the window is required exactly when the task cannot run without one (a
+    manual-only task whose URL needs a window), and ``dry_run`` never is."""
+    required = windowed and manual
     if not windowed:
         when = ("This task loads incrementally; give a window to reload that period instead "
                 "(its stored rows are made equal to the source's). ")
@@ -26,8 +31,8 @@ def trigger_params(chunk_rows: int, windowed: bool, manual: bool) -> dict[str, P
     else:
         when = "Leave empty for the run's own data interval. "
     # JSON-schema keywords, passed to Param as keyword arguments
-    window: dict[str, Any] = {"type": ["null", "string"], "format": "date-time",
-                              "pattern": ISO_DATETIME_PATTERN}
+    window: dict[str, Any] = {"type": "string" if required else ["null", "string"],
+                              "format": "date-time", "pattern": ISO_DATETIME_PATTERN}
     return {
         "window_start": Param(None, title="Window start",
                               description=when + "Start of the period to (re)load, ISO 8601 "
@@ -35,8 +40,9 @@ def trigger_params(chunk_rows: int, windowed: bool, manual: bool) -> dict[str, P
         "window_end": Param(None, title="Window end",
                             description=when + "End of the period to (re)load, ISO 8601.",
                             **window),
-        "dry_run": Param(False, type="boolean", title="Dry run",
-                         description="Fetch, parse and compare, but write nothing to HydroServer."),
+        "dry_run": Param(False, type=["boolean", "null"], title="Dry run",
+                         description="Fetch, parse and compare, but write nothing to HydroServer. "
+                                     "The run list shows it in the run's Conf (dry_run: true)."),
         "chunk_rows": Param(chunk_rows, type="integer", minimum=1, title="Rows per request",
                             description="Observations sent to HydroServer per request."),
     }

@@ -1,5 +1,23 @@
-"""Schedules of task definitions: data-interval timetables, readable descriptions, and the window
-of a run that has no data interval.
+"""Schedules of task definitions: their timetables and first run, readable descriptions, and
+the window of a run that has no data interval.
+
+What a schedule means (hydroserverpy's guide, kept on Airflow)
+    ``interval`` + ``interval_period`` or ``crontab`` (in ``timezone``, UTC by default) run the
+    task on that schedule; neither: manual only. Airflow runs a *data interval* schedule at the
+    end of each period and the run loads that period (an hourly run at 10:00 loads 09:00 ->
+    10:00), so the window placeholders are a real window.
+
+    ``start_time`` is "when a scheduled task first runs": the DAG's ``start_date`` is one period
+    before it (:func:`start_date_for`), so the first run happens *at* ``start_time`` and loads
+    the period ending there; catch-up and backfills start with that period. Interval periods lie
+    on a grid anchored at ``start_time`` (:class:`~.timetables.IntervalTimetable`).
+
+    ``enabled: false`` means no automatic runs while manual runs still start at once: the DAG
+    gets no schedule (:class:`~.timetables.ManualTimetable`, shown as "disabled (every hour)")
+    and is created unpaused. Unlike a DAG's ``is_paused_upon_creation``, which Airflow reads only
+    the first time it sees a DAG, this changes the DAG whenever the definition changes. A manual
+    run of a disabled task still loads the last period of its schedule. Pausing the DAG in the UI
+    stays the operator's override: a paused DAG starts no run at all, manual ones included.
 
 Windows of a run (the placeholders ``window_start`` / ``window_end`` / ``run_time``)
     The operator's ``window_start`` / ``window_end`` are rendered from the trigger form first;
@@ -20,8 +38,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from hydroserver_provider.compat import CronDataIntervalTimetable, DeltaDataIntervalTimetable
-from hydroserver_provider.periods import last_schedule_period
+from hydroserver_provider.periods import first_period, last_schedule_period, schedule_timing
 
 __all__ = [
     "DEFAULT_START_DATE",
@@ -30,6 +47,7 @@ __all__ = [
     "RunWindow",
     "RunWindowMacro",
     "schedule_text",
+    "start_date_for",
     "timetable_for",
 ]
 
@@ -41,23 +59,57 @@ WINDOW_END_TEMPLATE = "{{ params.window_end or hydroserver_run_window(dag_run).e
 
 
 def timetable_for(schedule: Any) -> Any:
+    """The timetable of a task's (or a digest's) schedule: every interval from ``start_time``,
+    a crontab in its time zone, or no scheduled runs (manual only, or ``enabled: false``)."""
+    from hydroserver_provider.factory.timetables import (
+        CrontabTimetable,
+        IntervalTimetable,
+        ManualTimetable,
+    )
+
+    if not schedule.enabled:
+        text = schedule_text(schedule)
+        description = ("Disabled in its definition (enabled: false): no scheduled runs; manual "
+                       "runs start at once"
+                       + ("" if schedule.is_manual else
+                          f" and load the last period of its schedule, {_base_text(schedule)}"))
+        return ManualTimetable(text.replace("`", ""), description)
     delta = schedule.interval_delta
     if delta is not None:
-        return DeltaDataIntervalTimetable(delta)
+        return IntervalTimetable(delta, anchor=schedule.start_time)
     if schedule.crontab:
-        return CronDataIntervalTimetable(schedule.crontab, timezone=schedule.timezone or "UTC")
-    return None
+        return CrontabTimetable(schedule.crontab, timezone=schedule.timezone or "UTC")
+    return ManualTimetable()
 
 
-def schedule_text(schedule: Any) -> str:
-    if schedule.interval is not None and schedule.interval_period:
-        period = schedule.interval_period
-        if schedule.interval == 1:
-            return f"every {period[:-1]}"
-        return f"every {schedule.interval} {period}"
+def start_date_for(schedule: Any) -> datetime:
+    """The DAG's ``start_date``: one period before ``start_time`` (the first run is at
+    ``start_time``, loading the period ending there), ``start_time`` itself without a schedule,
+    else :data:`DEFAULT_START_DATE`."""
+    if schedule.start_time is None:
+        return DEFAULT_START_DATE
+    period = first_period(schedule.start_time, **schedule_timing(schedule))
+    return period[0] if period is not None else schedule.start_time
+
+
+def _base_text(schedule: Any) -> str:
+    delta = schedule.interval_delta
+    if delta is not None:
+        from hydroserver_provider.factory.timetables import interval_text
+
+        return interval_text(delta.total_seconds())
     if schedule.crontab:
         return f"cron `{schedule.crontab}` ({schedule.timezone or 'UTC'})"
     return "manual only"
+
+
+def schedule_text(schedule: Any) -> str:
+    """``"every 6 hours"``, ``"cron `0 2 * * *` (UTC)"``, ``"manual only"``; a disabled
+    schedule ``"disabled (every 6 hours)"``."""
+    text = _base_text(schedule)
+    if not schedule.enabled:
+        return "disabled" if schedule.is_manual else f"disabled ({text})"
+    return text
 
 
 @dataclass(frozen=True)

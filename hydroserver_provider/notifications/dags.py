@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from hydroserver_provider.compat import DAG, BaseOperator
 from hydroserver_provider.errors import DefinitionError
 from hydroserver_provider.factory.ids import slugify
-from hydroserver_provider.factory.schedules import DEFAULT_START_DATE, schedule_text, timetable_for
+from hydroserver_provider.factory.schedules import schedule_text, start_date_for, timetable_for
 from hydroserver_provider.notifications.alerts import FailureAlert
 from hydroserver_provider.notifications.digest import DigestTask
 from hydroserver_provider.periods import last_schedule_period, schedule_timing
@@ -138,7 +138,7 @@ def build_digest_dag(connection: DataConnection, tasks: Sequence[DigestTask], da
                     f"{'s' if len(tasks) != 1 else ''}), {schedule_text(schedule)}"
                     .replace("`", ""),
         schedule=timetable_for(schedule),
-        start_date=schedule.start_time or DEFAULT_START_DATE,
+        start_date=start_date_for(schedule),
         catchup=False,
         max_active_runs=1,
         is_paused_upon_creation=False,
@@ -212,12 +212,27 @@ class HydroDigestOperator(BaseOperator):
                                     crontab=self.crontab, timezone=self.timezone) or (
             now - timedelta(days=1), now)
 
+    def check_connections(self) -> None:
+        """Fail at once, without retries, in one line, when the Airflow API connection (run
+        history) or the SMTP connection (sending) does not exist."""
+        from hydroserver_provider.notifications.mail import default_smtp_conn_id
+        from hydroserver_provider.operators.preflight import (
+            airflow_api_connection,
+            fail_if_missing,
+            smtp_connection,
+        )
+
+        fail_if_missing([airflow_api_connection(self.airflow_api_conn_id),
+                         smtp_connection(self.smtp_conn_id or default_smtp_conn_id())],
+                        f"The digest of '{self.connection_name}' cannot run")
+
     def execute(self, context: Mapping[str, Any]) -> dict[str, Any]:
         from hydroserver_provider.notifications.digest import collect_digest
         from hydroserver_provider.notifications.mail import build_message, send_message
         from hydroserver_provider.notifications.render import render_digest
         from hydroserver_provider.runs.api import AirflowAPI, iso_utc
 
+        self.check_connections()
         start, end = self.period(context)
         self.log.info("Digest of %s for %s -> %s", self.connection_name, start, end)
         with AirflowAPI.from_connection(self.airflow_api_conn_id) as api:

@@ -188,7 +188,9 @@ def _task_digest(api: Any, task: DigestTask, start: datetime, end: datetime,
         first_start = parse_instant(first[0].get("start_date")) if first else None
     paused = bool(dag.get("is_paused"))
     period = schedule_period(task, now)
-    behind = not paused and behind_schedule(period, last_success, first_start, now)
+    # a disabled task (enabled: false) has no scheduled runs to fall behind on
+    behind = not paused and task.enabled and behind_schedule(period, last_success, first_start,
+                                                             now)
     return TaskDigest(task, runs, _totals(runs), last_success, behind, paused, period=period)
 
 

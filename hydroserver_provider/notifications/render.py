@@ -145,6 +145,8 @@ def _task_state(task: TaskDigest) -> str:
         return "not found in Airflow (DAG missing or not parsed yet)"
     if task.paused:
         return "paused"
+    if not task.task.enabled:
+        return "disabled (enabled: false; manual runs only)"
     if task.behind:
         since = _when(task.last_success) if task.last_success else "never"
         return f"BEHIND SCHEDULE (last success: {since})"

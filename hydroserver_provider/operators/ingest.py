@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from hydroserver_provider.assets import (
@@ -78,6 +78,17 @@ def _run_type(dag_run: Any) -> str:
     """``"scheduled"``, ``"manual"``, ``"backfill"``, ... of a run (an enum or its value)."""
     run_type = getattr(dag_run, "run_type", None)
     return str(getattr(run_type, "value", run_type) or "")
+
+
+def run_started_at(context: Mapping[str, Any]) -> datetime:
+    """When the run started -- the ``run_time`` placeholder (the guide: "the time the task
+    started running"): the DAG run's start, which every try of the run shares (a retry asks for
+    the same URL), else this try's start, else now."""
+    for holder in (context.get("dag_run"), context.get("ti")):
+        started = getattr(holder, "start_date", None)
+        if isinstance(started, datetime):
+            return started if started.tzinfo is not None else started.replace(tzinfo=UTC)
+    return datetime.now(UTC)
 
 
 def source_auth_headers(auth: Any) -> dict[str, str]:
@@ -286,9 +297,13 @@ class HydroIngestOperator(BaseOperator):
             raise ValueError(f"a window needs a start and an end; found start={start}, end={end}")
         explicit = reason is not None and start is not None and end is not None and start < end
         return RunWindow(start=start, end=end, explicit=explicit,
-                         reason=reason if explicit else None)
+                         reason=reason if explicit else None,
+                         started_at=run_started_at(context))
 
     def execute(self, context: Mapping[str, Any]) -> dict[str, Any]:
+        from hydroserver_provider.operators.preflight import fail_if_missing, ingest_requirements
+
+        fail_if_missing(ingest_requirements(self))  # a missing connection: fail now, no retries
         from hydroserver_provider.errors import DefinitionError, IngestionFailed
         from hydroserver_provider.hooks.hydroserver import HydroServerHook
         from hydroserver_provider.pipeline import RunOptions, run_ingestion

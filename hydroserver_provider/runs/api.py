@@ -288,12 +288,16 @@ class AirflowAPI:
                                    f"{quote(run_id, safe='')}", missing_ok=True)
 
     def trigger(self, dag_id: str, *, conf: Mapping[str, Any] | None = None,
-                logical_date: datetime | None = None, note: str | None = None) -> dict:
-        """A manual run; ``conf`` fills the DAG's params (validated by Airflow)."""
+                logical_date: datetime | None = None, note: str | None = None,
+                run_id: str | None = None) -> dict:
+        """A manual run; ``conf`` fills the DAG's params (validated by Airflow); ``run_id``
+        instead of Airflow's ``manual__<time>``."""
         body: dict[str, Any] = {"logical_date": iso_utc(logical_date) if logical_date else None,
                                 "conf": dict(conf or {})}
         if note:
             body["note"] = note
+        if run_id:
+            body["dag_run_id"] = run_id
         return self.request("POST", f"/dags/{quote(dag_id, safe='')}/dagRuns", json=body)
 
     def task_instance(self, dag_id: str, run_id: str, task_id: str) -> dict | None:

@@ -152,8 +152,8 @@ def _value(variable: PlaceholderVariable, window: RunWindow, task_variables: Map
                 location=f"data connection '{connection_name}'", field="placeholder_variables",
             )
         return format_moment(moment, variable, zone)
-    if kind == "run_time":
-        return format_moment(window.end or window.started_at, variable, zone)
+    if kind == "run_time":  # the guide: "the time the task started running"
+        return format_moment(window.started_at, variable, zone)
     if kind == "latest_observation_timestamp":
         moment = latest_observation() if latest_observation else None
         return format_moment(moment or EPOCH, variable, zone)

@@ -131,6 +131,9 @@ def test_import_writes_what_hydroserver_holds_and_never_the_secret(server, tmp_p
     assert [m.source_identifier for m in logger.mappings] == ["Water Level", "Water Temp"]
     assert by_name["Manual logger"].schedule.is_manual
     assert by_name["Paused logger"].schedule.enabled is False
+    # enabled: false now means no scheduled runs on Airflow either: the command says so
+    assert ("1 task disabled in HydroServer is written with enabled: false, so Airflow runs it "
+            "only when triggered: 'Paused logger'.") in captured.out
     assert all(t.airflow.given() == {"hydroserver_conn_id": CONN_ID} for t in loaded.tasks)
 
     # the user is told which Airflow Variable to create, by name
@@ -146,8 +149,12 @@ def test_import_writes_what_hydroserver_holds_and_never_the_secret(server, tmp_p
     # and the DAG factory builds one DAG per task from the file
     built = dag_factory.build_dags(out.parent)
     assert built.errors == [] and len(built.dags) == 4
-    assert main(["validate", str(out)]) == 0
-    assert capsys.readouterr().out.strip().endswith("OK: 1 file, 4 tasks, 2 data connections")
+    assert main(["validate", "--no-database", str(out)]) == 0
+    validated = capsys.readouterr().out
+    # the Variable the import asked for is named again, with how to create it
+    assert "  - variable 'hydroserver_source_auth_secure_api', for task 'River site': not " \
+           "checked" in validated and "AIRFLOW_VAR_HYDROSERVER_SOURCE_AUTH_SECURE_API" in validated
+    assert validated.strip().splitlines()[-1].startswith("OK: 1 file, 4 tasks, 2 data connections")
 
 
 def test_without_the_flag_hydroserver_keeps_its_schedules_and_the_output_says_so(

@@ -126,14 +126,32 @@ def test_trigger_with_a_window_passes_the_trigger_form_params(api_env, capsys):
     assert created["status"] == "PENDING" and created["run_type"] == "manual"
     assert created["conf"] == {"window_start": "2025-06-01T00:00:00+00:00",
                                "window_end": "2025-06-02T00:00:00+00:00", "dry_run": True}
+    # a dry run is one in Airflow's run list too: its run id, and its note on the run's page
+    assert created["id"].startswith("dry_run__")
     with api_env.api() as api:
         stored = api.dag_run("hydroserver_manual_reload", created["id"])
     assert stored["conf"] == created["conf"] and stored["state"] == "queued"
+    assert stored["note"] == "Dry run: writes nothing (hydroserver-airflow trigger --dry-run)"
+
+
+def test_a_run_without_the_window_its_task_needs_is_refused(api_env, capsys):
+    """A manual-only task whose URL needs a window: Airflow refuses the run (the trigger form
+    marks the window required) instead of creating a run that fails."""
+    code, out, err = run_cli(capsys, "trigger", "Manual reload")
+    assert code == 1 and out == ""
+    assert err.strip() == ("error: hydroserver_manual_reload has no schedule and its source URL "
+                           "needs a window: give --start and --end")
+    from hydroserver_provider.runs.api import AirflowAPIError
+
+    with api_env.api() as api, pytest.raises(AirflowAPIError) as refused:
+        api.trigger("hydroserver_manual_reload")  # Airflow itself refuses it (the form too)
+    assert "400" in str(refused.value) and "window_start" in str(refused.value)
 
 
 def test_trigger_wait_gives_up_after_the_timeout(api_env, capsys):
     # No scheduler serves this API server, so the run stays queued.
     code, out, _ = run_cli(capsys, "trigger", "hydroserver_manual_reload", "--wait",
+                           "--start", "2025-06-01", "--end", "2025-06-02",
                            "--timeout", "1", "--poll", "0.2")
     assert code == 2
     assert re.search(r"Run manual__\S+ still PENDING after 1 s", out)

@@ -36,6 +36,14 @@ def task(name: str, target: int, extra: str = "") -> str:
     return text + textwrap.indent(textwrap.dedent(extra), "    ") if extra else text
 
 
+@pytest.fixture(autouse=True)
+def hydroserver_connection(monkeypatch):
+    """The connection every task needs, so the last line is about the definitions alone (what
+    validate says about Airflow's connections: test_validate_needs.py)."""
+    monkeypatch.setenv("AIRFLOW_CONN_HYDROSERVER_DEFAULT",
+                       json.dumps({"conn_type": "hydroserver", "host": "http://127.0.0.1:9"}))
+
+
 def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(textwrap.dedent(text), encoding="utf-8")

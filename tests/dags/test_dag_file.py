@@ -16,6 +16,8 @@ os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="hydroserver-dag-f
 
 import pytest
 
+from hydroserver_provider.testing.airflow import LocalAirflow
+
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
 INGESTION = DAGS / "hydroserver_ingestion.py"
@@ -111,6 +113,44 @@ def test_a_broken_file_shows_as_an_import_error_and_hides_nothing_else(dag_folde
     broken = str(dag_folder / "definitions" / "broken.yaml")
     assert f"{broken}: task 'Broken station': field 'interval_period'" in message
     assert "fortnights" in message and "good.yaml" not in message
+    # the DAGs the broken definition keeps out of Airflow are named (the UI only says
+    # "Deactivated"); the file's fine task still loads and is not named
+    assert ("1 DAG not in Airflow until these are fixed (the UI shows a DAG that was there as "
+            f"deactivated):\n  - {broken}: hydroserver_broken_station") in message
+    assert "hydroserver_fine_station_in_the_broken_file" not in message
+    # a DagBag outside Airflow's dag-processor has no Airflow to ask about connections
+    assert "Airflow connection" not in message
+
+
+def test_a_file_that_does_not_parse_names_the_dags_it_removes(dag_folder, monkeypatch):
+    monkeypatch.delenv("HYDROSERVER_DEFINITIONS_DIR", raising=False)
+    (dag_folder / "definitions" / "broken.yaml").write_text(
+        textwrap.dedent(BROKEN).replace("jmespath: \"data[*]\"", "jmespath: [data"))
+    bag = dagbag(dag_folder)
+    assert set(bag.dags) == {"hydroserver_good_station_a", "hydroserver_good_station_b"}
+    (message,) = bag.import_errors.values()
+    broken = str(dag_folder / "definitions" / "broken.yaml")
+    assert "not valid YAML" in message
+    assert (f"  - {broken}: hydroserver_broken_station, hydroserver_fine_station_in_the_broken_"
+            "file (read from the task names in its text)") in message
+
+
+def test_the_check_names_missing_connections_when_it_can_ask_airflow(dag_folder, monkeypatch):
+    from hydroserver_provider.factory import raise_definition_errors
+
+    monkeypatch.delenv("AIRFLOW_CONN_HYDROSERVER_DEFAULT", raising=False)
+    (dag_folder / "definitions" / "broken.yaml").unlink()
+    raise_definition_errors(dag_folder / "definitions")  # not in a dag-processor: not asked
+    with pytest.raises(Exception) as failed:
+        raise_definition_errors(dag_folder / "definitions", check_airflow=True)
+    assert str(failed.value) == (
+        "1 Airflow setting the definitions need missing:\n  - Airflow connection "
+        "'hydroserver_default' does not exist: create it (Admin > Connections, type HydroServer) "
+        "or set AIRFLOW_CONN_HYDROSERVER_DEFAULT (for task 'Good station A', task 'Good station "
+        "B')")
+    monkeypatch.setenv("AIRFLOW_CONN_HYDROSERVER_DEFAULT",
+                       json.dumps({"conn_type": "hydroserver", "host": "http://127.0.0.1:9"}))
+    raise_definition_errors(dag_folder / "definitions", check_airflow=True)  # nothing to say
 
 
 def test_definitions_dir_env_var(dag_folder, tmp_path, monkeypatch):
@@ -148,8 +188,41 @@ def test_dag_processor_keeps_scheduling_the_good_dags(dag_folder, tmp_path):
         assert fileloc == "hydroserver_ingestion.py"
         assert start is not None and end is not None and start < end  # a real data window
     assert list(errors) == ["hydroserver_definition_check.py"]
-    assert "broken.yaml: task 'Broken station': field 'interval_period'" in errors[
-        "hydroserver_definition_check.py"]
+    message = errors["hydroserver_definition_check.py"]
+    assert "broken.yaml: task 'Broken station': field 'interval_period'" in message
+    assert "broken.yaml: hydroserver_broken_station" in message
+    # in the dag-processor the check asks Airflow, as a task would, for the connections the
+    # definitions need: none is defined here
+    assert ("Airflow connection 'hydroserver_default' does not exist: create it (Admin > "
+            "Connections, type HydroServer) or set AIRFLOW_CONN_HYDROSERVER_DEFAULT (for task "
+            "'Fine station in the broken file', task 'Good station A', task 'Good station B')"
+            ) in message
+
+
+@pytest.mark.slow  # starts Airflow
+def test_flipping_enabled_changes_an_existing_dag(dag_folder, tmp_path):
+    """``is_paused_upon_creation`` acts once; ``enabled`` must act on a DAG Airflow already has.
+    The real dag-processor parses the folder three times: enabled, disabled, enabled again."""
+    (dag_folder / "definitions" / "broken.yaml").unlink()
+    good = dag_folder / "definitions" / "good.yaml"
+    airflow = LocalAirflow(tmp_path / "home", dag_folder)
+    airflow.migrate()
+
+    def parse(text: str) -> tuple:
+        good.write_text(textwrap.dedent(text))
+        airflow.airflow("dag-processor", "--num-runs", "1")
+        with sqlite3.connect(airflow.home / "airflow.db") as db:
+            return db.execute(
+                "select timetable_summary, is_paused, next_dagrun_create_after from dag "
+                "where dag_id = 'hydroserver_good_station_a'").fetchone()
+
+    summary, paused, next_run = parse(GOOD)
+    assert (summary, paused) == ("every hour", 0) and next_run is not None
+    disabled = GOOD.replace("    interval_period: hours\n", "    interval_period: hours\n"
+                                                            "    enabled: false\n", 1)
+    assert parse(disabled) == ("disabled (every hour)", 0, None)  # no runs, manual ones at once
+    summary, paused, next_run = parse(GOOD)
+    assert (summary, paused) == ("every hour", 0) and next_run is not None
 
 
 def test_parsing_the_dag_file_imports_nothing_heavy(tmp_path):

@@ -87,7 +87,7 @@ tasks:
     interval: 1
     interval_period: hours
     start_time: {start_time}
-    enabled: false
+    airflow: {{is_paused_upon_creation: true}}
 
   - name: E2E river reload
     data_connection: River API since
@@ -253,7 +253,7 @@ def test_backfill_beside_scheduled_run_and_window_reload(tmp_path, local_hydrose
             with airflow.api() as api:
                 _wait("the DAGs to be parsed",
                       lambda: all(api.dag(d) for d in (LOGGER_DAG, RIVER_DAG)), 300, airflow)
-                assert api.dag(LOGGER_DAG)["is_paused"] is True  # enabled: false
+                assert api.dag(LOGGER_DAG)["is_paused"] is True  # is_paused_upon_creation
                 assert api.dag(RIVER_DAG)["is_paused"] is False
 
                 (backfill,) = api.request("GET", "/backfills",

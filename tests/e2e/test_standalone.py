@@ -4,8 +4,11 @@ Scheduler, dag-processor, api-server and triggerer (LocalExecutor, SQLite) in a 
 AIRFLOW_HOME, with the shipped DAG files and definitions pointing at a local HydroServer, local
 station sources and a local SMTP server. The test
 
-* unpauses a catch-up DAG and lets the scheduler run its 15-minute intervals since a start
-  half an hour ago (two real scheduled runs, each loading its window);
+* unpauses a catch-up DAG (created paused) and lets the scheduler run its 15-minute intervals
+  since a start half an hour ago (real scheduled runs, each loading its window, the first one
+  *at* the start time, loading the 15 minutes ending there);
+* triggers a task with ``enabled: false``: its DAG shows "disabled (every hour)", has no next
+  scheduled run, and its manual run starts at once and loads the schedule's last hour;
 * triggers a manual-only task through the REST API with a trigger-form (Params) override of its
   window, using ``hydroserver-airflow trigger --wait``;
 * triggers a task whose source answers 404 (no retries) and receives its failure e-mail;
@@ -46,6 +49,7 @@ CLI = str(Path(sys.executable).parent / "hydroserver-airflow")
 LOGGER_DAG = "hydroserver_e2e_logger"
 RIVER_DAG = "hydroserver_e2e_river"
 BROKEN_DAG = "hydroserver_e2e_broken"
+DISABLED_DAG = "hydroserver_e2e_disabled_river"
 DIGEST_DAG = "hydroserver_digest_e2e_logger_csv"
 STEP = timedelta(minutes=15)
 ON_DISCHARGE, ON_STAGE = "e2e_on_discharge", "e2e_on_stage"
@@ -118,8 +122,15 @@ tasks:
     interval: 15
     interval_period: minutes
     start_time: {start_time}
+    airflow: {{catchup: true, is_paused_upon_creation: true}}
+
+  - name: E2E disabled river
+    data_connection: E2E river API
+    mappings:
+      - {{source_identifier: values.discharge, target_datastream_id: {disabled_discharge}}}
+    interval: 1
+    interval_period: hours
     enabled: false
-    airflow: {{catchup: true}}
 
   - name: E2E river
     data_connection: E2E river API
@@ -185,6 +196,7 @@ def test_scheduled_manual_failed_runs_alerts_digest_and_history(tmp_path, local_
     temperature = hs.create_datastream(name="Water Temp", unit="degC")
     discharge = hs.create_datastream(name="Discharge", unit="cfs")
     stage = hs.create_datastream(name="Stage", unit="ft")
+    disabled_discharge = hs.create_datastream(name="Discharge (disabled task)", unit="cfs")
     now = datetime.now(UTC)
     first = datetime.fromtimestamp(now.timestamp() // STEP.total_seconds()
                                    * STEP.total_seconds(), UTC) - 2 * STEP
@@ -206,7 +218,7 @@ def test_scheduled_manual_failed_runs_alerts_digest_and_history(tmp_path, local_
             stage=f"hydroserver://{host}/datastreams/{stage}"))
         (dags / "definitions" / "e2e.yaml").write_text(textwrap.dedent(DEFINITIONS).format(
             source=source.url, level=level, temperature=temperature, discharge=discharge,
-            stage=stage, start_time=first.isoformat()))
+            stage=stage, disabled_discharge=disabled_discharge, start_time=first.isoformat()))
 
         airflow = LocalAirflow(tmp_path / "home", dags, password="e2e-admin-pw")
         airflow.extra_env.update({
@@ -225,9 +237,15 @@ def test_scheduled_manual_failed_runs_alerts_digest_and_history(tmp_path, local_
             with airflow.api() as api:
                 _wait("the DAGs to be parsed",
                       lambda: all(api.dag(d) for d in (LOGGER_DAG, RIVER_DAG, BROKEN_DAG,
-                                                       DIGEST_DAG)), 90, airflow)
-                assert api.dag(LOGGER_DAG)["is_paused"] is True  # enabled: false
+                                                       DISABLED_DAG, DIGEST_DAG)), 90, airflow)
+                assert api.dag(LOGGER_DAG)["is_paused"] is True  # is_paused_upon_creation
+                assert api.dag(LOGGER_DAG)["timetable_summary"] == "every 15 minutes"
                 assert api.dag(RIVER_DAG)["is_paused"] is False
+                disabled = api.dag(DISABLED_DAG)
+                assert (disabled["is_paused"], disabled["timetable_summary"],
+                        disabled["next_dagrun_run_after"]) == (False, "disabled (every hour)", None)
+                # 0. a disabled task's manual run starts at once (never waits for an unpause)
+                disabled_run = api.trigger(DISABLED_DAG)["dag_run_id"]
 
                 # 1. the scheduler runs the catch-up intervals once the DAG is unpaused
                 api.set_paused(LOGGER_DAG, False)
@@ -254,6 +272,10 @@ def test_scheduled_manual_failed_runs_alerts_digest_and_history(tmp_path, local_
                     api, ON_DISCHARGE), 120, airflow)
                 _wait("the broken run to fail", lambda: _finished_runs(api, BROKEN_DAG), 120,
                       airflow)
+                _wait("the disabled task's manual run", lambda: _finished_runs(
+                    api, DISABLED_DAG), 120, airflow)
+                disabled_state = api.dag_run(DISABLED_DAG, disabled_run)["state"]
+                disabled_runs = api.dag_runs(DISABLED_DAG)
 
                 # 4. the digest of the logger's data connection, run now
                 digest_run = api.trigger(DIGEST_DAG)["dag_run_id"]
@@ -281,19 +303,27 @@ def test_scheduled_manual_failed_runs_alerts_digest_and_history(tmp_path, local_
             stopped = time.monotonic() - began
         assert airflow.leftover_processes() == []
 
-        # scheduled runs: each loaded its own 15-minute window, first one at the start time
+        # scheduled runs: each loaded its own 15-minute window; the first one ran at the start
+        # time, loading the 15 minutes ending there (the guide: start_time is "when a scheduled
+        # task first runs")
         windows = sorted(datetime.fromisoformat(r["data_interval_start"].replace("Z", "+00:00"))
                          for r in logger_runs)
-        assert windows[:2] == [first, first + STEP]
+        assert windows[:2] == [first - STEP, first]
+        assert min(datetime.fromisoformat(r["run_after"].replace("Z", "+00:00"))
+                   for r in logger_runs) == first
         assert all(r["state"] == "success" for r in logger_runs), logger_runs
         assert [t for t, _ in hs.observations(level)] == windows
-        assert hs.observations(level)[0][1] == stations.water_level(first)
+        assert hs.observations(level)[0][1] == stations.water_level(windows[0])
         assert [v for _, v in hs.observations(temperature)] == [
             stations.water_temperature(t) for t in windows]
         assert len(scheduled) == len(windows)
         assert {r["status"] for r in scheduled} == {"SUCCESS"}
         assert {r["message"] for r in scheduled} == {"Loaded 2 observations into 2 datastreams."}
         assert all(r["started_at"] and r["finished_at"] for r in scheduled)
+
+        # the disabled task: only the manual run, which loaded its schedule's last hour
+        assert disabled_state == "success" and len(disabled_runs) == 1
+        assert len(hs.observations(disabled_discharge)) == 1
 
         # the manual run loaded exactly the window given in the trigger form
         hours = [river_start + timedelta(hours=h) for h in range(6)]

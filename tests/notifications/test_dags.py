@@ -67,7 +67,7 @@ def test_a_digest_dag_per_connection_with_a_schedule(tmp_path):
     digest = result.dags["hydroserver_digest_river_api"]
     assert sorted(result.dags) == ["hydroserver_digest_river_api", "hydroserver_quiet_1",
                                    "hydroserver_river_1", "hydroserver_river_2"]
-    assert type(digest.timetable).__name__ == "DeltaDataIntervalTimetable"
+    assert type(digest.timetable).__name__ == "IntervalTimetable"
     assert digest.timetable.delta == timedelta(days=1)
     assert digest.catchup is False and digest.max_active_runs == 1
     assert digest.dag_display_name == "Digest: River API"
@@ -83,7 +83,7 @@ def test_a_crontab_digest_uses_its_time_zone(tmp_path):
     result = build_dags(folder(tmp_path, schedule='{crontab: "0 7 * * 1-5", '
                                                    'timezone: America/Denver}'))
     timetable = result.dags["hydroserver_digest_river_api"].timetable
-    assert type(timetable).__name__ == "CronDataIntervalTimetable"
+    assert type(timetable).__name__ == "CrontabTimetable"
     assert timetable.expression == "0 7 * * 1-5" and str(timetable.timezone) == \
         "America/Denver"
     assert result.dags["hydroserver_digest_river_api"].tasks[0].crontab == "0 7 * * 1-5"

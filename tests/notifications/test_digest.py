@@ -44,6 +44,33 @@ def test_schedule_period_of_interval_crontab_and_manual_tasks():
     assert schedule_period(TASKS[2], now) is None
 
 
+def test_a_disabled_task_is_never_behind_schedule():
+    """``enabled: false`` no longer pauses the DAG (it has no schedule instead): the digest reads
+    the definition's ``enabled``, not the pause, to tell a disabled task from a late one."""
+    from hydroserver_provider.notifications.render import render_digest
+
+    now = datetime(2025, 6, 1, 12, tzinfo=UTC)
+
+    class History:  # the REST API calls a digest makes: a DAG that last ran ten hours ago
+        def dag(self, dag_id):
+            return {"dag_id": dag_id, "is_paused": False}
+
+        def iter_dag_runs(self, dag_id, **kwargs):
+            return iter(())
+
+        def dag_runs(self, dag_id, states=None, **kwargs):
+            return [] if states else [{"start_date": (now - 10 * HOUR).isoformat()}]
+
+    tasks = [DigestTask("hydroserver_on", "On", interval_seconds=3600),
+             DigestTask("hydroserver_off", "Off", interval_seconds=3600, enabled=False)]
+    digest = collect_digest(History(), "River API", tasks, now - HOUR, now, now=now)
+    on, off = digest.tasks
+    assert on.behind and not off.behind
+    subject, text, html, _ = render_digest(digest, charts=False)
+    assert "1 task behind schedule" in subject
+    assert "disabled (enabled: false; manual runs only)" in text
+
+
 def test_sparkline_and_chart():
     assert sparkline([3, 2, 4, 0]) == "▆▅█▁"
     assert sparkline([0, 0]) == "▁▁" and sparkline([]) == ""
@@ -160,13 +187,25 @@ def test_a_manual_digest_run_covers_the_last_schedule_period():
                       "data_interval_end": interval[1]}) == interval
 
 
-def test_the_digest_needs_the_airflow_api_connection(smtp, monkeypatch):
-    from hydroserver_provider.errors import HydroServerProviderError
+def test_a_digest_that_cannot_run_says_why_in_one_line(smtp, monkeypatch):
+    """No Airflow API connection (run history) or no SMTP connection: the digest fails at once,
+    without retries, naming each and how to create it."""
+    from hydroserver_provider.compat import AirflowFailException
 
     monkeypatch.delenv("AIRFLOW_CONN_AIRFLOW_API_DEFAULT", raising=False)
     now = datetime(2025, 6, 1, tzinfo=UTC)
     op = HydroDigestOperator(task_id="d", connection_name="c", tasks=TASKS, recipients=RECIPIENTS)
-    with pytest.raises(HydroServerProviderError, match="Airflow connection "
-                                                        "'airflow_api_default'"):
-        op.execute({"data_interval_start": now - HOUR, "data_interval_end": now})
+    context = {"data_interval_start": now - HOUR, "data_interval_end": now}
+    with pytest.raises(AirflowFailException) as failed:
+        op.execute(context)
+    assert str(failed.value) == (
+        "The digest of 'c' cannot run: Airflow connection 'airflow_api_default' does not exist: "
+        "create it (Admin > Connections, type HTTP: the API server's URL as host, a user allowed "
+        "to read DAG runs and XComs) or set AIRFLOW_CONN_AIRFLOW_API_DEFAULT")
     assert smtp.received == []
+    monkeypatch.setenv("AIRFLOW_CONN_AIRFLOW_API_DEFAULT", '{"conn_type": "http", '
+                                                           '"host": "http://127.0.0.1:9"}')
+    monkeypatch.delenv("AIRFLOW_CONN_SMTP_DEFAULT", raising=False)
+    with pytest.raises(AirflowFailException, match="^The digest of 'c' cannot run: Airflow "
+                                                   "connection 'smtp_default' does not exist"):
+        op.execute(context)

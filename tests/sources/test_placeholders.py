@@ -50,11 +50,18 @@ def test_dates_are_formatted_in_the_connection_zone():
     assert resolve_url(fixed, RunWindow(START, END)).url.endswith("start=11:30%2B0530")
 
 
-def test_run_time_is_the_interval_end_or_the_start_of_the_run():
-    conn = connection("https://x.org/d?asof={t}", {"name": "t", "variable_type": "run_time"})
-    assert resolve_url(conn, RunWindow(START, END)).values["t"] == "2025-01-01T07:00:00Z"
+def test_run_time_is_when_the_run_started_not_its_window():
+    """The guide: run_time is "the time the task started running" -- a run for the 15:00
+    interval that started at 16:53 sends 16:53 (window_end is the reproducible choice)."""
+    conn = connection("https://x.org/d?asof={t}&end={e}",
+                      {"name": "t", "variable_type": "run_time"},
+                      {"name": "e", "variable_type": "window_end"})
+    started = datetime(2025, 1, 1, 16, 53, tzinfo=UTC)
+    values = resolve_url(conn, RunWindow(START, END, started_at=started)).values
+    assert values == {"t": "2025-01-01T16:53:00Z", "e": "2025-01-01T07:00:00Z"}
     started = datetime(2025, 3, 1, 12, 30, tzinfo=UTC)
-    assert resolve_url(conn, RunWindow(started_at=started)).values["t"] == "2025-03-01T12:30:00Z"
+    assert resolve_url(conn.model_copy(update={"source_url": "https://x.org/d?asof={t}"}),
+                       RunWindow(started_at=started)).values["t"] == "2025-03-01T12:30:00Z"
 
 
 def test_per_task_values_are_encoded_and_missing_ones_fail_naming_them():
