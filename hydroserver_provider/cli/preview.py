@@ -5,6 +5,11 @@ parsed rows, and for each datastream how many observations would load, be skippe
 stored, outside the window) or be dropped (and why). It runs the real pipeline with
 ``dry_run=True``, so what it shows is what the DAG will do -- the reading of HydroServer's
 metadata included. ``--plot`` draws the parsed series (needs matplotlib: the ``plot`` extra).
+
+The credentials are checked first (one request): HydroServer answers reads of public datastreams
+anonymously whatever the API key, so without this check a wrong key would preview fine and only
+the scheduled run would fail, at its first write. A refused key is a warning (the preview still
+shows what the reads found) and exit code 1.
 """
 
 from __future__ import annotations
@@ -78,10 +83,13 @@ def _preview(args: argparse.Namespace) -> int:
     mappings, feature_note = _preview_mappings(task, args.feature)
     client, where = hydroserver_client(
         args, task.airflow.hydroserver_conn_id or DEFAULT_CONN_ID)
+    refused = credentials_refused(client)
     print(f"Task:        {task.name}  (DAG {dag_id_for(task.name, task.airflow.dag_id)}, "
           f"{source})")
     print(f"Connection:  {connection.name} ({connection.payload.type})")
     print(f"HydroServer: {where}")
+    if refused:
+        print(f"Warning:     {refused}")
     print(f"Window:      {_window_text(window)} ({why})")
     if feature_note:
         print(f"Feature:     {feature_note}")
@@ -112,12 +120,38 @@ def _preview(args: argparse.Namespace) -> int:
     print("Per datastream (dry run: nothing was written)")
     print(datastreams_table(summary["datastreams"]))
     print()
+    for note in summary.get("notes") or ():
+        print(f"Note: {note}")
     print(summary["message"])
     if args.plot:
         names = {d["datastream_id"]: d.get("name") for d in summary["datastreams"]}
         write_plot(Path(args.plot), task.name, mappings, parsed, names, window)
         print(f"Plot written to {args.plot}")
-    return 1 if failed else 0
+    if refused:
+        print(f"Warning: {refused}")
+    return 1 if failed or refused else 0
+
+
+def credentials_refused(client: Any) -> str | None:
+    """Why HydroServer refused the API key (``None`` when it accepted the credentials).
+
+    One quick request (:meth:`HydroServerClient.check` on a :meth:`~HydroServerClient.probe`): an
+    unreachable server or a refused account login stops the preview right away (nothing could be
+    read); a refused API key is returned, since public datastreams still read with it.
+    """
+    from hydroserver_provider.hydroserver.client import AuthenticationError
+
+    probe = client.probe()
+    try:
+        probe.check()
+    except AuthenticationError as exc:
+        if not client.credentials.api_key:
+            raise
+        return (f"{exc}. This preview read what HydroServer shows anonymously (private "
+                "datastreams answer 404 'does not exist'); a scheduled run would fail")
+    finally:
+        probe.close()
+    return None
 
 
 # --------------------------------------------------------------------------------------------

@@ -364,7 +364,7 @@ class SeriesBuilder:
             dropped=self._dropped,
             timestamps=self.parser.report,
             missing=self.missing,
-            notes=list(self.notes),
+            notes=[*self.notes, *self.parser.report.notes(self.where)],
         )
 
 
