@@ -147,8 +147,8 @@ def credentials_refused(client: Any) -> str | None:
     except AuthenticationError as exc:
         if not client.credentials.api_key:
             raise
-        return (f"{exc}. This preview read what HydroServer shows anonymously (private "
-                "datastreams answer 404 'does not exist'); a scheduled run would fail")
+        return (f"{exc}. This preview shows what HydroServer answers anonymously (public "
+                "datastreams only); a scheduled run would fail")
     finally:
         probe.close()
     return None

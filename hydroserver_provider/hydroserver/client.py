@@ -141,6 +141,7 @@ class HydroServerClient:
         self._session.headers["Accept"] = "application/json"
         self._token = _SessionToken()
         self._units: dict[str, dict] = {}  # units by id, fetched once per client (one run)
+        self._key_checked = False  # get_datastream proved the API key after a 404
 
     def fork(self) -> HydroServerClient:
         """A client for another thread: same server, credentials, session token and settings,
@@ -256,7 +257,17 @@ class HydroServerClient:
 
     # ---------------------------------------------------------------- datastreams
     def get_datastream(self, datastream_id: str) -> dict:
-        return self._json("GET", f"/api/data/datastreams/{datastream_id}")
+        """One datastream's metadata. A 403/404 with an API key first makes sure the key was
+        accepted (once per client): HydroServer answers a wrong key anonymously, and a private
+        datastream then "does not exist" -- the real cause is the key, raised as
+        :class:`AuthenticationError`."""
+        try:
+            return self._json("GET", f"/api/data/datastreams/{datastream_id}")
+        except HydroServerAPIError as exc:
+            if exc.status in (403, 404) and self.credentials.api_key and not self._key_checked:
+                self._key_checked = True
+                self.check()  # raises AuthenticationError for a refused key
+            raise
 
     def list_datastreams(self, **filters: Any) -> list[dict]:
         """Every datastream matching HydroServer's list filters (e.g. ``workspace_id=...``)."""

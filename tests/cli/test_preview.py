@@ -366,26 +366,29 @@ def test_a_wrong_api_key_is_a_warning_even_when_public_reads_succeed(local_hydro
     expected = (f"HydroServer at {hs.url} did not accept the API key (answered as to an anonymous "
                 "visitor: no workspace). A wrong key still reads public datastreams (HydroServer "
                 "answers those anonymously), but every write would fail: check the key. This "
-                "preview read what HydroServer shows anonymously (private datastreams answer 404 "
-                "'does not exist'); a scheduled run would fail")
+                "preview shows what HydroServer answers anonymously (public datastreams only); a "
+                "scheduled run would fail")
     assert line_starting(out, "Warning:") == f"Warning:     {expected}"
     assert out.strip().splitlines()[-1] == f"Warning: {expected}"
     assert "Would load 4 observations into 1 datastream" in out  # the reads did succeed
     assert "wrong-key-0123456789" not in out
 
 
-def test_a_wrong_api_key_explains_private_datastreams_that_do_not_exist(local_hydroserver, source,
-                                                                       tmp_path, capsys,
-                                                                       monkeypatch):
+def test_a_wrong_api_key_is_not_reported_as_missing_private_datastreams(local_hydroserver,
+                                                                        source, tmp_path, capsys,
+                                                                        monkeypatch):
+    """HydroServer answers a wrong key anonymously: a private datastream then "does not exist".
+    The preview blames the key instead."""
     hs = local_hydroserver
     private = hs.create_datastream(name="Water Level", is_private=True)
     folder = _logger_definitions(tmp_path, source.url, private)
     monkeypatch.setenv("AIRFLOW_CONN_HS_PREVIEW", json.dumps(
         {"conn_type": "hydroserver", "host": hs.url, "password": "wrong-key-0123456789"}))
     assert main(["preview", "Logger 42", "--definitions", str(folder), *WINDOW]) == 1
-    out = capsys.readouterr().out
-    assert "did not accept the API key" in line_starting(out, "Warning:")
-    assert f"datastream {private} does not exist" in out
+    captured = capsys.readouterr()
+    assert "did not accept the API key" in line_starting(captured.out, "Warning:")
+    assert captured.err.startswith(f"error: HydroServer at {hs.url} did not accept the API key")
+    assert "does not exist" not in captured.out + captured.err
 
 
 def test_an_unreachable_hydroserver_stops_the_preview_in_one_line(setup, source, capsys,

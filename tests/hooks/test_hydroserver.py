@@ -367,7 +367,24 @@ def test_never_retries_other_4xx(local_hydroserver, key_client):
     with pytest.raises(HydroServerAPIError) as info:
         key_client.get_datastream("00000000-0000-0000-0000-000000000000")
     assert info.value.status == 404
-    assert local_hydroserver.total_requests == 1
+    assert local_hydroserver.request_counts["GET /api/data/datastreams/{id}"] == 1
+    # the 404 had the key proven once (a wrong key would explain it): it was accepted
+    assert local_hydroserver.request_counts["GET /api/data/workspaces"] == 1
+    with pytest.raises(HydroServerAPIError):
+        key_client.get_datastream("00000000-0000-0000-0000-000000000001")
+    assert local_hydroserver.total_requests == 3  # proven once per client
+
+
+def test_a_private_datastream_missing_for_a_wrong_key_blames_the_key(local_hydroserver,
+                                                                     conn_env):
+    """HydroServer answers a wrong key anonymously: a private datastream then "does not
+    exist" (404). The client says what is really wrong."""
+    private = local_hydroserver.create_datastream(is_private=True)
+    hook = HydroServerHook(conn_env(host=local_hydroserver.url, password="wrong-key-abc-123456"),
+                           retry=FAST)
+    with pytest.raises(AuthenticationError, match=r"did not accept the API key \(answered as "
+                                                  r"to an anonymous visitor: no workspace\)"):
+        hook.get_conn().get_datastream(private)
 
 
 def test_etl_definitions_and_schedule_patch(local_hydroserver, key_client):
