@@ -143,6 +143,7 @@ def run_ingestion(
             outcome.error = missing[mapping.target_datastream_id]
             return outcome
         if mapping.source_identifier in parsed.missing:
+            outcome.name = metadata[mapping.target_datastream_id].get("name")
             outcome.error = parsed.missing[mapping.source_identifier]
             return outcome
         series = read.prepare(outcome, parsed.series[mapping.source_identifier])
