@@ -24,6 +24,7 @@ from hydroserver_provider.cli.common import (
     DEFAULT_CONN_ID,
     CommandError,
     add_hydroserver_options,
+    from_metadata_database,
     hydroserver_client,
     parse_iso_moment,
     quiet_logs,
@@ -274,6 +275,9 @@ def _hydrocron_source(task: Any, mappings: list[Any]) -> Any:
     from hydroserver_provider.hooks.hydrocron import HydrocronHook
     from hydroserver_provider.sources.hydrocron.source import HydrocronSource
 
+    conn_id = task.airflow.hydrocron_conn_id or payload.hydrocron_conn_id
+    if not os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}"):
+        from_metadata_database(connection=conn_id)  # one made in the UI (else the default)
     hook = HydrocronHook.for_payload(payload, task.airflow.hydrocron_conn_id)
     return HydrocronSource(hook.get_conn(), feature_id=mappings[0].feature_id
                            if task.hydrocron_features else None)
@@ -288,6 +292,8 @@ def _source_headers(connection: Any) -> dict[str, str]:
     try:
         return source_auth_headers(auth)
     except Exception as exc:  # Airflow's "not found" errors differ between releases
+        if from_metadata_database(connection=auth.conn_id, variable=auth.variable):
+            return source_auth_headers(auth)  # kept in Airflow's database (the UI)
         where = (f"the Airflow connection '{auth.conn_id}' (its password)" if auth.conn_id
                  else f"the Airflow variable '{auth.variable}' "
                       f"(or AIRFLOW_VAR_{auth.variable.upper()})")

@@ -410,3 +410,33 @@ def test_an_unreachable_hydroserver_stops_the_preview_in_one_line(setup, source,
     assert captured.err == (f"error: HydroServer at {closed} could not be reached (connection "
                             "refused) for GET /api/data/workspaces after 2 tries\n")
     assert source.requests == []
+
+
+@pytest.mark.slow
+def test_a_connection_and_a_variable_made_in_airflow_are_read_from_its_database(setup, source,
+                                                                                tmp_path):
+    """A user creates the connection in the UI (or ``airflow connections add``): it lives in
+    Airflow's metadata database, which the Task SDK does not read in a plain process. preview
+    reads it there, with the same AIRFLOW_HOME -- the source auth Variable too."""
+    import subprocess
+
+    from hydroserver_provider.testing.airflow import LocalAirflow
+
+    hs, ids, folder = setup
+    (tmp_path / "dags").mkdir()
+    airflow = LocalAirflow(tmp_path / "home", tmp_path / "dags")
+    airflow.migrate()
+    airflow.airflow("connections", "add", "hs_preview", "--conn-type", "hydroserver",
+                    "--conn-host", hs.url, "--conn-password", hs.api_key)
+    airflow.airflow("variables", "set", "river_api_key", HEADER_SECRET)
+    env = {k: v for k, v in airflow.env().items()
+           if k not in ("AIRFLOW_CONN_HS_PREVIEW", "AIRFLOW_VAR_RIVER_API_KEY")}
+    done = subprocess.run(
+        [sys.executable, "-m", "hydroserver_provider.cli", "preview", "River site 09380000",
+         "--definitions", str(folder)], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"HydroServer: {hs.url} (Airflow connection 'hs_preview')" in done.stdout
+    request = source.requests_to("/api/sites/09380000/observations.json")[-1]
+    assert request.headers["X-Station-Key"] == HEADER_SECRET
+    assert hs.api_key not in done.stdout + done.stderr
+    assert HEADER_SECRET not in done.stdout + done.stderr
