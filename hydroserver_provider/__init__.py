@@ -31,23 +31,22 @@ def get_provider_info() -> dict:
                 "connection-type": "hydroserver",
                 "hook-class-name": "hydroserver_provider.hooks.hydroserver.HydroServerHook",
                 "hook-name": "HydroServer",
-                "conn-fields": {
-                    "api_key": {
-                        "label": "API key",
-                        "description": (
-                            "Workspace API key (sent as X-Api-Key). "
-                            "Leave empty to log in with email and password."
-                        ),
-                        "schema": {"type": ["string", "null"], "format": "password"},
-                    },
-                },
+                # The API key is the standard password field, masked in the form's main section
+                # (not an extra: extras sit in the collapsed "Extra Fields" section beside the
+                # Extra JSON, which shows them in clear while typing). With an Email, the same
+                # field holds the account password. The ``api_key`` extra of older connections
+                # and of environment-variable connections is still read (HydroServerHook).
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "port", "extra", "description"],
-                    "relabeling": {"host": "HydroServer URL", "login": "Email"},
+                    "relabeling": {
+                        "host": "HydroServer URL",
+                        "login": "Email (only for an account login)",
+                        "password": "API key (or the account password)",
+                    },
                     "placeholders": {
                         "host": "https://hydroserver.example.org",
-                        "login": "you@example.org (only with a password)",
-                        "password": "account password (only with an email)",
+                        "login": "empty to use an API key",
+                        "password": "a workspace API key; with an Email, the account password",
                     },
                 },
             },
@@ -56,11 +55,6 @@ def get_provider_info() -> dict:
                 "hook-class-name": "hydroserver_provider.hooks.hydrocron.HydrocronHook",
                 "hook-name": "NASA Hydrocron",
                 "conn-fields": {
-                    "api_key": {
-                        "label": "API key (alternative to Password)",
-                        "description": "Optional Hydrocron API key, sent as x-hydrocron-key.",
-                        "schema": {"type": ["string", "null"], "format": "password"},
-                    },
                     "requests_per_second": {
                         "label": "Requests per second",
                         "description": "Rate limit shared by the threads of one process "
@@ -104,7 +98,7 @@ def get_provider_info() -> dict:
                     "placeholders": {
                         "host": "https://soto.podaac.earthdatacloud.nasa.gov/hydrocron/v1 "
                         "(empty = the public endpoint)",
-                        "password": "optional x-hydrocron-key",
+                        "password": "optional, sent as x-hydrocron-key",
                     },
                 },
             },

@@ -43,6 +43,7 @@ __all__ = [
     "Param",
     "Variable",
     "airflow_conf",
+    "airflow_plugin_base",
     "get_parsing_context",
     "mask_secret",
     "redact",
@@ -59,3 +60,11 @@ def smtp_hook_class() -> type:
         raise ImportError("sending e-mail needs apache-airflow-providers-smtp "
                           "(pip install apache-airflow-providers-smtp)") from exc
     return SmtpHook
+
+
+def airflow_plugin_base() -> type:
+    """Airflow's ``AirflowPlugin`` base class (the Task SDK's, which Airflow core accepts too),
+    imported only by the provider's plugin module, which Airflow loads itself."""
+    from airflow.sdk.plugins_manager import AirflowPlugin
+
+    return AirflowPlugin

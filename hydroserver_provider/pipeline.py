@@ -41,7 +41,6 @@ from hydroserver_provider.summary import (
     describe_window,
     log_datastreams,
     run_message,
-    timestamp_warnings,
     window_block,
 )
 from hydroserver_provider.text import plural
@@ -163,6 +162,7 @@ def run_ingestion(
             outcome.error = missing[mapping.target_datastream_id]
             return outcome
         if mapping.source_identifier in parsed.missing:
+            outcome.name = metadata[mapping.target_datastream_id].get("name")
             outcome.error = parsed.missing[mapping.source_identifier]
             return outcome
         series = read.prepare(outcome, parsed.series[mapping.source_identifier])
@@ -199,7 +199,6 @@ def run_ingestion(
         "loaded": sum(o.loaded for o in outcomes),
         "timestamps": timestamps,
         "notes": list(parsed.notes),
-        "warnings": timestamp_warnings(timestamps),
         "datastreams": datastreams,
         "seconds": round(time.monotonic() - began, 3),
         **read.summary(),
@@ -208,9 +207,7 @@ def run_ingestion(
     if prefix:
         summary["message"] = f"{prefix} {summary['message']}"
     for text in summary["notes"]:
-        log.info("Note: %s", text)
-    for text in summary["warnings"]:
-        log.warning("%s", text)
+        log.warning("Note: %s", text)
     log_datastreams(summary, log)
     log.info(summary["message"])
     if summary["status"] == "FAILURE":

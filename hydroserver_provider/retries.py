@@ -10,6 +10,8 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import re
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -121,3 +123,61 @@ def send_with_retries(
             response.close()
         sleep(wait)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def describe_transport_error(exc: BaseException | None) -> str:
+    """A failed connection in a few words, for one-line messages: ``connection refused``,
+    ``the host name 'x' could not be resolved``, ``no answer within 10 s``, ``TLS error: ...``
+    -- rather than urllib3's nested ``MaxRetryError(... NewConnectionError(...))`` dump."""
+    if exc is None:
+        return "no answer"
+    if isinstance(exc, RetriesExhausted) and isinstance(exc.last, BaseException):
+        exc = exc.last
+    chain = _exception_chain(exc)
+    for err in chain:
+        name = type(err).__name__
+        if isinstance(err, ConnectionRefusedError):
+            return "connection refused"
+        if name == "NameResolutionError" or isinstance(err, socket.gaierror):
+            host = getattr(getattr(err, "conn", None), "host", None)
+            return (f"the host name '{host}' could not be resolved" if host
+                    else "the host name could not be resolved")
+        if isinstance(err, requests.exceptions.SSLError) or name in ("SSLError",
+                                                                     "SSLCertVerificationError"):
+            text = str(getattr(err, "reason", None) or err)
+            match = re.search(r"\[SSL[^\]]*\]\s*([^(]*?)\s*(?:\(_ssl|$)", text)
+            return f"TLS error: {(match.group(1) if match else text)[:120]}"
+    for err in chain:
+        if isinstance(err, requests.exceptions.ConnectTimeout):
+            return f"no connection within {_timeout_seconds(err, 'connect')}"
+        if isinstance(err, requests.exceptions.ReadTimeout):
+            return f"no answer within {_timeout_seconds(err, 'read')}"
+        if (isinstance(err, OSError) and err.strerror
+                and not isinstance(err, requests.RequestException)):
+            return err.strerror[0].lower() + err.strerror[1:]
+        if type(err).__name__ in ("RemoteDisconnected", "ProtocolError"):
+            return "the connection was closed without an answer"
+    return type(exc).__name__
+
+
+def _exception_chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it wraps (urllib3's ``reason``, exceptions in ``args``, causes), in
+    order, each once."""
+    seen: list[BaseException] = []
+    todo = [exc]
+    while todo and len(seen) < 20:
+        err = todo.pop(0)
+        if err is None or any(err is s for s in seen):
+            continue
+        seen.append(err)
+        todo.extend(a for a in getattr(err, "args", ()) if isinstance(a, BaseException))
+        for attr in ("reason", "__cause__", "__context__"):
+            inner = getattr(err, attr, None)
+            if isinstance(inner, BaseException):
+                todo.append(inner)
+    return seen
+
+
+def _timeout_seconds(err: BaseException, which: str) -> str:
+    match = re.search(rf"{which} timeout=([\d.]+)", str(err))
+    return f"{float(match.group(1)):g} s" if match else "the timeout"

@@ -3,10 +3,11 @@ run record) and the task-log lines a hydrologist reads. Both say the same facts.
 
 The summary's shape (README, "The run summary"): ``status``, ``message``, ``dry_run``, ``mode``
 and ``mode_reason``, ``window`` (UTC, and the connection's zone), ``url`` (secrets redacted),
-``variables``, ``rows_read``, ``loaded``, ``timestamps`` (how they were read), ``notes`` (how the
-source was read), ``warnings``, ``datastreams`` (per datastream: loaded / revised / removed,
-skipped by reason, dropped by reason with the first offending values and where they were),
-``seconds``; a source may add its own block (``hydrocron``).
+``variables``, ``rows_read``, ``loaded``, ``timestamps`` (how they were read), ``notes`` (what
+a person should know about how the source was read, also logged as warnings), ``datastreams``
+(per datastream: loaded / revised / removed, skipped by reason, dropped by reason with the first
+offending values and where they were), ``seconds``; a source may add its own block
+(``hydrocron``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 from hydroserver_provider.text import number, plural
 from hydroserver_provider.timestamps import to_utc_iso
 
-__all__ = ["describe_window", "log_datastreams", "run_message", "timestamp_warnings"]
+__all__ = ["describe_window", "log_datastreams", "run_message"]
 
 
 def run_message(outcomes: Sequence[dict[str, Any]], dry_run: bool) -> str:
@@ -54,18 +55,6 @@ def describe_window(start: datetime, end: datetime, zone: tzinfo) -> str:
         local = span(start, end, zone, day=start.astimezone(UTC).date())
         text += f" ({local} {name})"
     return text
-
-
-def timestamp_warnings(report: dict[str, Any]) -> list[str]:
-    """Warnings about how timestamps were read (the guide's "shifted by several hours" row)."""
-    warnings = []
-    as_utc = report.get("read_as_utc", 0)
-    if as_utc:
-        warnings.append(
-            f"{plural(as_utc, 'timestamp')} had no time zone and {'was' if as_utc == 1 else 'were'}"
-            " read as UTC because the data connection sets no timezone_type; if they are local "
-            "times, set timezone_type and timezone (e.g. iana and America/Denver)")
-    return warnings
 
 
 def _counts(counts: dict[str, int]) -> str:

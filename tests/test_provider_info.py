@@ -16,11 +16,35 @@ def test_provider_info_is_registered_with_airflow():
     assert info.connection_id_attribute_name == "hydroserver_conn_id"
 
 
-def test_connection_form_is_declarative_with_a_masked_api_key():
+def _form(conn_type: str):
+    """What Airflow's UI receives to draw the connection form of ``conn_type``
+    (``GET /ui/connections/hook_meta``)."""
+    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+
+    (meta,) = [m for m in HookMetaService.hook_meta_data() if m.connection_type == conn_type]
+    return meta
+
+
+def test_the_hydroserver_form_shows_the_api_key_as_its_masked_main_field():
     (conn_type,) = [c for c in get_provider_info()["connection-types"]
                     if c["connection-type"] == "hydroserver"]
-    api_key = conn_type["conn-fields"]["api_key"]
-    assert api_key["schema"]["format"] == "password"
     behaviour = conn_type["ui-field-behaviour"]
-    assert behaviour["relabeling"] == {"host": "HydroServer URL", "login": "Email"}
     assert {"schema", "port"} <= set(behaviour["hidden-fields"])
+    form = _form("hydroserver")
+    # the standard password field: masked by Airflow, in the form's main section, labelled
+    assert form.standard_fields.password.title == "API key (or the account password)"
+    assert not form.standard_fields.password.hidden
+    assert form.standard_fields.login.title == "Email (only for an account login)"
+    assert form.standard_fields.host.title == "HydroServer URL"
+    # no second key field among the extras (the collapsed "Extra Fields" section)
+    assert not form.extra_fields
+
+
+def test_the_hydrocron_form_has_one_api_key_field():
+    form = _form("hydrocron")
+    assert form.standard_fields.password.title == "API key"
+    assert form.standard_fields.login.hidden
+    keyish = [name for name, spec in (form.extra_fields or {}).items()
+              if "key" in name.lower() or "key" in str(spec.get("schema", {}).get("title", ""))
+              .lower() or spec.get("schema", {}).get("format") == "password"]
+    assert keyish == []

@@ -85,18 +85,16 @@ def test_naive_timestamps_read_as_utc_warn_once(local_hydroserver, client, sourc
     source.add("/naive.csv", CSV.replace("Z,", ","))
     summary, lines = run(client, connection(source.url + "/naive.csv"), local_hydroserver,
                          caplog=caplog)
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert [w.getMessage() for w in warnings] == [
-        "3 timestamps had no time zone and were read as UTC because the data connection sets "
-        "no timezone_type; if they are local times, set timezone_type and timezone (e.g. iana "
-        "and America/Denver)"]
-    assert summary["warnings"] == [warnings[0].getMessage()]
-    assert summary["timestamps"]["read_as_utc"] == 3
-    # a zone set on purpose, or offsets in the values, warn about nothing
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    (note,) = summary["notes"]
+    assert warnings == [f"Note: {note}"]
+    assert note.startswith("column 'time': timestamps such as '2025-06-02T10:00:00' carry no "
+                           "UTC offset and the data connection sets no timezone_type")
+    # a zone set on purpose says so: no warning
     source.add("/utc.csv", CSV.replace("Z,", ","))
     summary, _ = run(client, connection(source.url + "/utc.csv", timezone_type="utc"),
                      local_hydroserver, caplog=caplog)
-    assert summary["warnings"] == [] and summary["timestamps"]["read_as_utc"] == 0
+    assert summary["notes"] == []
 
 
 def test_a_dry_run_logs_what_it_would_load_and_a_no_op_what_it_skipped(

@@ -469,3 +469,34 @@ def test_utc_zone_is_identity():
         ["2024-11-03 01:00", "2024-11-03 01:00"], "%Y-%m-%d %H:%M", ZoneInfo("UTC")
     )
     np.testing.assert_array_equal(got, utc("2024-11-03T01:00", "2024-11-03T01:00"))
+
+
+# -- values without an offset, no timezone_type: read as UTC, said once ------------------------
+
+
+@pytest.mark.parametrize(("fmt", "zone", "values", "example"), [
+    (None, None, ["2025-06-01 00:00:00", "2025-06-01 01:00:00"], "2025-06-01 00:00:00"),
+    (None, None, ["", " 2025-06-01T00:00 ", "2025-06-01T01:00"], "2025-06-01T00:00"),
+    ("%m/%d/%Y %H:%M", None, ["06/01/2025 00:00"], "06/01/2025 00:00"),
+    (None, None, ["2025-06-01T00:00:00Z", "2025-06-01T01:00:00Z"], None),
+    (None, None, ["2025-06-01T00:00:00-06:00"], None),
+    ("%Y-%m-%dT%H:%M:%SZ", None, ["2025-06-01T00:00:00Z"], None),
+    ("%Y-%m-%d %H:%M:%S%z", None, ["2025-06-01 00:00:00-0600"], None),
+    (None, UTC, ["2025-06-01 00:00:00"], None),  # timezone_type: utc says so
+    (None, DENVER, ["2025-06-01 00:00:00"], None),
+])
+def test_values_without_offset_and_without_timezone_type_get_a_note(fmt, zone, values, example):
+    parser = TimestampParser(fmt, zone)
+    parser.parse(values)
+    assert parser.report.no_offset_example == example
+    notes = parser.report.notes("column 'Timestamp'")
+    if example is None:
+        assert notes == []
+    else:
+        assert notes == [
+            f"column 'Timestamp': timestamps such as {example!r} carry no UTC offset and the data "
+            "connection sets no timezone_type, so they were read as UTC (as HydroServer does). "
+            "If the source writes local time, the stored times are shifted by its UTC offset: "
+            "set timezone_type: iana with timezone (e.g. America/Denver), or timezone_type: "
+            "offset with timezone (e.g. -0700); timezone_type: utc confirms UTC and ends this "
+            "note"]

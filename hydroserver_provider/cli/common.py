@@ -2,6 +2,13 @@
 
 Secrets never reach the terminal: an API key is read from an Airflow connection or from
 ``HYDROSERVER_API_KEY`` (``--api-key`` only as a last resort), and nothing here prints it.
+
+Airflow connections and variables: Airflow 3 keeps a plain process such as this command away
+from its metadata database -- the Task SDK finds only ``AIRFLOW_CONN_*`` / ``AIRFLOW_VAR_*``
+environment variables and configured secrets backends. A connection created in the UI or with
+``airflow connections add`` lives in that database, so :func:`from_metadata_database` reads it
+there (as Airflow's own CLI does, with this ``AIRFLOW_HOME``'s configuration) and hands it to this
+process only, as the environment variable the Task SDK reads.
 """
 
 from __future__ import annotations
@@ -103,18 +110,52 @@ def hydroserver_client(args: argparse.Namespace,
         return client, client.url
     if args.api_key:
         raise CommandError("--api-key goes with --url; an Airflow connection has its own key")
+    from hydroserver_provider.errors import HydroServerProviderError
     from hydroserver_provider.hooks.hydroserver import HydroServerHook
 
     conn_id = args.conn_id or default_conn_id
-    try:
-        client = HydroServerHook(conn_id).get_conn()  # a missing connection fails here
-    except Exception as exc:  # AirflowNotFoundException and friends
-        from hydroserver_provider.errors import HydroServerProviderError
-
-        if isinstance(exc, HydroServerProviderError):
+    for attempt in (1, 2):
+        try:
+            client = HydroServerHook(conn_id).get_conn()  # a missing connection fails here
+            break
+        except HydroServerProviderError:
             raise
-        raise CommandError(
-            f"cannot read the Airflow connection '{conn_id}' ({type(exc).__name__}: {exc}); "
-            f"create it (airflow connections add, or AIRFLOW_CONN_{conn_id.upper()}) or use "
-            f"--url with {API_KEY_ENV}") from None
+        except Exception as exc:  # AirflowNotFoundException and friends
+            if attempt == 1 and from_metadata_database(connection=conn_id):
+                continue
+            raise CommandError(
+                f"cannot read the Airflow connection '{conn_id}' ({type(exc).__name__}: {exc}); "
+                f"create it (Airflow UI: Admin > Connections, or airflow connections add, with "
+                f"the same AIRFLOW_HOME as this command; or AIRFLOW_CONN_{conn_id.upper()}) or "
+                f"use --url with {API_KEY_ENV}") from None
     return client, f"{client.url} (Airflow connection '{conn_id}')"
+
+
+def from_metadata_database(*, connection: str | None = None,
+                           variable: str | None = None) -> bool:
+    """Read an Airflow connection or variable from Airflow's metadata database and make it
+    visible to this process (``AIRFLOW_CONN_<ID>`` / ``AIRFLOW_VAR_<KEY>``); False when it is
+    not there or the database cannot be read (no Airflow set up here: nothing to find)."""
+    loggers = [logging.getLogger(name) for name in ("airflow", "sqlalchemy")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:  # a failed lookup is reported by the caller, in its own words
+        logger.setLevel(logging.CRITICAL)
+    try:
+        if connection is not None:
+            from airflow.models.connection import Connection as StoredConnection
+
+            stored = StoredConnection.get_connection_from_secrets(connection)
+            os.environ[f"AIRFLOW_CONN_{connection.upper()}"] = stored.as_json()
+        if variable is not None:
+            from airflow.models.variable import Variable as StoredVariable
+
+            value = StoredVariable.get(variable, default_var=None)
+            if value is None:
+                return False
+            os.environ[f"AIRFLOW_VAR_{variable.upper()}"] = value
+    except Exception:  # not found, no database, not migrated: the caller reports it
+        return False
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+    return True

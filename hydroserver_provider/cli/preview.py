@@ -5,6 +5,11 @@ parsed rows, and for each datastream how many observations would load, be skippe
 stored, outside the window) or be dropped (and why). It runs the real pipeline with
 ``dry_run=True``, so what it shows is what the DAG will do -- the reading of HydroServer's
 metadata included. ``--plot`` draws the parsed series (needs matplotlib: the ``plot`` extra).
+
+The credentials are checked first (one request): HydroServer answers reads of public datastreams
+anonymously whatever the API key, so without this check a wrong key would preview fine and only
+the scheduled run would fail, at its first write. A refused key is a warning (the preview still
+shows what the reads found) and exit code 1.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from hydroserver_provider.cli.common import (
     DEFAULT_CONN_ID,
     CommandError,
     add_hydroserver_options,
+    from_metadata_database,
     hydroserver_client,
     parse_iso_moment,
     quiet_logs,
@@ -78,10 +84,13 @@ def _preview(args: argparse.Namespace) -> int:
     mappings, feature_note = _preview_mappings(task, args.feature)
     client, where = hydroserver_client(
         args, task.airflow.hydroserver_conn_id or DEFAULT_CONN_ID)
+    refused = credentials_refused(client)
     print(f"Task:        {task.name}  (DAG {dag_id_for(task.name, task.airflow.dag_id)}, "
           f"{source})")
     print(f"Connection:  {connection.name} ({connection.payload.type})")
     print(f"HydroServer: {where}")
+    if refused:
+        print(f"Warning:     {refused}")
     print(f"Window:      {_window_text(window)} ({why})")
     if feature_note:
         print(f"Feature:     {feature_note}")
@@ -112,12 +121,38 @@ def _preview(args: argparse.Namespace) -> int:
     print("Per datastream (dry run: nothing was written)")
     print(datastreams_table(summary["datastreams"]))
     print()
+    for note in summary.get("notes") or ():
+        print(f"Note: {note}")
     print(summary["message"])
     if args.plot:
         names = {d["datastream_id"]: d.get("name") for d in summary["datastreams"]}
         write_plot(Path(args.plot), task.name, mappings, parsed, names, window)
         print(f"Plot written to {args.plot}")
-    return 1 if failed else 0
+    if refused:
+        print(f"Warning: {refused}")
+    return 1 if failed or refused else 0
+
+
+def credentials_refused(client: Any) -> str | None:
+    """Why HydroServer refused the API key (``None`` when it accepted the credentials).
+
+    One quick request (:meth:`HydroServerClient.check` on a :meth:`~HydroServerClient.probe`): an
+    unreachable server or a refused account login stops the preview right away (nothing could be
+    read); a refused API key is returned, since public datastreams still read with it.
+    """
+    from hydroserver_provider.hydroserver.client import AuthenticationError
+
+    probe = client.probe()
+    try:
+        probe.check()
+    except AuthenticationError as exc:
+        if not client.credentials.api_key:
+            raise
+        return (f"{exc}. This preview shows what HydroServer answers anonymously (public "
+                "datastreams only); a scheduled run would fail")
+    finally:
+        probe.close()
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -240,6 +275,9 @@ def _hydrocron_source(task: Any, mappings: list[Any]) -> Any:
     from hydroserver_provider.hooks.hydrocron import HydrocronHook
     from hydroserver_provider.sources.hydrocron.source import HydrocronSource
 
+    conn_id = task.airflow.hydrocron_conn_id or payload.hydrocron_conn_id
+    if not os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}"):
+        from_metadata_database(connection=conn_id)  # one made in the UI (else the default)
     hook = HydrocronHook.for_payload(payload, task.airflow.hydrocron_conn_id)
     return HydrocronSource(hook.get_conn(), feature_id=mappings[0].feature_id
                            if task.hydrocron_features else None)
@@ -254,6 +292,8 @@ def _source_headers(connection: Any) -> dict[str, str]:
     try:
         return source_auth_headers(auth)
     except Exception as exc:  # Airflow's "not found" errors differ between releases
+        if from_metadata_database(connection=auth.conn_id, variable=auth.variable):
+            return source_auth_headers(auth)  # kept in Airflow's database (the UI)
         where = (f"the Airflow connection '{auth.conn_id}' (its password)" if auth.conn_id
                  else f"the Airflow variable '{auth.variable}' "
                       f"(or AIRFLOW_VAR_{auth.variable.upper()})")

@@ -58,6 +58,7 @@ TimezoneType = Literal["utc", "offset", "iana"]
 WINDOW_VARIABLE_TYPES = frozenset({"window_start", "window_end"})
 
 _BRACED = re.compile(r"\{([^{}]*)\}")
+_JINJA = re.compile(r"\{\{\s*(.*?)\s*\}\}|\{%.*?%\}")
 _URL_SCHEMES = ("http://", "https://", "file://")
 _ZONE_EXPECTED = "an IANA time zone such as 'America/Denver'"
 # every spelling of a payload field -> the field (a flat key of the guide's vocabulary)
@@ -153,6 +154,16 @@ class DataConnection(DefinitionModel):
         if not value.lower().startswith(_URL_SCHEMES):
             problems.append(((), "the source URL must be absolute",
                              "a URL starting with http://, https:// or file://", shown))
+        jinja = _JINJA.search(value)
+        if jinja:  # e.g. {{ data_interval_start }}, as in Airflow templates: never rendered here
+            variable = "window_end" if "end" in (jinja.group(1) or "") else "window_start"
+            problems.append(((), (
+                f"the source URL is not a Jinja template: {jinja.group(0)!r} would never be "
+                f"filled in. Write a placeholder such as {{start}} and describe it in "
+                f"placeholder_variables: {{name: start, variable_type: {variable}}} "
+                "(window_start / window_end are the run's data interval)"),
+                "placeholders written as {name}", shown))
+            check(problems)
         for inner in _BRACED.findall(value):
             if not IDENTIFIER.match(inner):
                 problems.append(((), f"'{{{inner}}}' is not a valid placeholder",

@@ -204,7 +204,7 @@ def airflow_env(home: Path, hs: LocalHydroServer, conn_ids: set[str],
         "PYTHONWARNINGS": "ignore",
     })
     connection = json.dumps({"conn_type": "hydroserver", "host": hs.url,
-                             "extra": {"api_key": hs.api_key}})
+                             "password": hs.api_key})  # the form's "API key" field
     for conn_id in conn_ids:
         env[f"AIRFLOW_CONN_{conn_id.upper()}"] = connection
     env.update(extra)
@@ -532,8 +532,8 @@ def print_outcome(result: DemoResult, out: IO[str], home: Path) -> None:
     table.line("  1. Connection 'hydroserver_default' (Airflow UI: Admin > Connections, type "
                "HydroServer), or:")
     table.line("     export AIRFLOW_CONN_HYDROSERVER_DEFAULT='{\"conn_type\": \"hydroserver\",")
-    table.line("       \"host\": \"https://hydroserver.example.org\", \"extra\": {\"api_key\": "
-               "\"...\"}}'")
+    table.line("       \"host\": \"https://hydroserver.example.org\", \"password\": "
+               "\"<your API key>\"}'")
     table.line("  2. Definitions: dags/definitions/*.yaml (or $HYDROSERVER_DEFINITIONS_DIR), one "
                "DAG per task.")
     table.line("  3. Datastreams: set each mapping's target_datastream_id to one of yours; "

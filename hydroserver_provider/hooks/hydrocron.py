@@ -4,7 +4,8 @@ Connection type ``hydrocron``:
 
 * host: the Hydrocron base URL; empty means the public endpoint
   ``https://soto.podaac.earthdatacloud.nasa.gov/hydrocron/v1`` (a bare host gets ``/hydrocron/v1``);
-* password, or the ``api_key`` extra: optional API key, sent as ``x-hydrocron-key`` and masked;
+* password (labelled "API key" in the form): optional API key, sent as ``x-hydrocron-key`` and
+  masked; the ``api_key`` extra of older connections is still read;
 * extras: ``requests_per_second`` (default 5; 0 = no limit) and ``burst`` for the process-wide
   rate limiter, ``retries`` / ``retry_backoff``, ``timeout`` (seconds), ``min_window_hours``
   (smallest window a 413/504 may be split into, default 6), ``max_window_days`` (split longer
@@ -25,7 +26,8 @@ from typing import Any, TypedDict
 from hydroserver_provider.compat import AirflowNotFoundException, BaseHook, mask_secret
 from hydroserver_provider.defaults import HYDROCRON_CONN_ID
 from hydroserver_provider.errors import HydroServerProviderError
-from hydroserver_provider.retries import RetryPolicy
+from hydroserver_provider.hooks.connection_test import tested_connection_id
+from hydroserver_provider.retries import RetriesExhausted, RetryPolicy, describe_transport_error
 from hydroserver_provider.sources.hydrocron.client import (
     DEFAULT_MIN_WINDOW,
     DEFAULT_TIMEOUT,
@@ -95,7 +97,7 @@ class HydrocronHook(BaseHook):
         return cls(conn_id or payload.hydrocron_conn_id,
                    requests_per_second=payload.requests_per_second)
 
-    def _resolve(self) -> HydrocronClient:
+    def _resolve(self, *, probe: bool = False) -> HydrocronClient:
         try:
             conn = self.get_connection(self.hydrocron_conn_id)
         except AirflowNotFoundException:
@@ -123,8 +125,8 @@ class HydrocronHook(BaseHook):
                 return float(value)
             except (TypeError, ValueError):
                 raise HydroServerProviderError(
-                    f"Airflow connection '{self.hydrocron_conn_id}': extra '{name}' must be a "
-                    f"number, found {value!r}"
+                    f"Airflow connection '{tested_connection_id() or self.hydrocron_conn_id}': "
+                    f"extra '{name}' must be a number, found {value!r}"
                 ) from None
 
         retry = self._retry
@@ -139,6 +141,10 @@ class HydrocronHook(BaseHook):
         if rate and rate > 0:
             limiter = shared_limiter(f"hydrocron:{base_url}", rate, int(number("burst", 1) or 1))
         timeout = self._timeout if self._timeout is not None else number("timeout", None)
+        if probe:  # the Test button: an answer in seconds, not after minutes of backoff
+            retry = RetryPolicy(tries=2, backoff=0.5, max_delay=1.0, max_retry_after=2.0,
+                                statuses=HYDROCRON_RETRY.statuses)
+            timeout = (5.0, 30.0)
         min_hours = number("min_window_hours", None)
         max_days = number("max_window_days", None)
         return HydrocronClient(
@@ -162,12 +168,20 @@ class HydrocronHook(BaseHook):
         return self.get_conn().fetch(query, start, end)
 
     def test_connection(self) -> tuple[bool, str]:
-        """Used by the Test button of Airflow's connection form: one tiny request."""
+        """Used by the Test button of Airflow's connection form: one tiny request, two tries."""
         try:
-            client = self.get_conn()
-            result = client.fetch(HydrocronQuery(**PROBE_QUERY), *PROBE_WINDOW)
+            client = self._resolve(probe=True)
         except Exception as exc:  # the UI shows the message, whatever went wrong
             return False, str(exc)
+        try:
+            result = client.fetch(HydrocronQuery(**PROBE_QUERY), *PROBE_WINDOW)
+        except Exception as exc:
+            if isinstance(exc.__cause__, RetriesExhausted):
+                return False, (f"Hydrocron at {client.base_url} could not be reached "
+                               f"({describe_transport_error(exc.__cause__)})")
+            return False, str(exc)
+        finally:
+            client.close()
         key = "with the API key" if client.has_api_key else "anonymously"
         passes = result.parse_result.rows_read
         return True, (f"Hydrocron at {client.base_url} answered {key}: {passes} "

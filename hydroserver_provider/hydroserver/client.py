@@ -22,7 +22,12 @@ import requests
 
 from hydroserver_provider.defaults import CHUNK_ROWS
 from hydroserver_provider.errors import HydroServerAPIError, HydroServerProviderError
-from hydroserver_provider.retries import RetriesExhausted, RetryPolicy, send_with_retries
+from hydroserver_provider.retries import (
+    RetriesExhausted,
+    RetryPolicy,
+    describe_transport_error,
+    send_with_retries,
+)
 from hydroserver_provider.timestamps import parse_instant, to_utc_iso
 
 log = logging.getLogger(__name__)
@@ -31,9 +36,30 @@ BulkMode = Literal["append", "insert", "backfill", "replace"]
 MAX_PAGE_SIZE = 100_000
 _NUMPY_JSON = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
 
+# A check that a person is waiting for (the Test button, ``preview``): an unreachable server is
+# reported in seconds instead of after the ~15 s of a run's retries.
+PROBE_RETRY = RetryPolicy(tries=2, backoff=0.5, max_delay=1.0, max_retry_after=2.0)
+PROBE_TIMEOUT = (5.0, 30.0)
+
 
 class AuthenticationError(HydroServerProviderError):
     """HydroServer refused the credentials (wrong API key, email or password)."""
+
+
+class HydroServerUnreachable(HydroServerAPIError):
+    """No answer at all from HydroServer (refused, unknown host, timeout, TLS) after every try.
+
+    ``str()`` is one line: ``HydroServer at <url> could not be reached (<reason>) for <method>
+    <path> after <n> tries``; ``reason`` alone is e.g. ``connection refused``.
+    """
+
+    def __init__(self, url: str, method: str, path: str, reason: str, tries: int) -> None:
+        super().__init__(method, path, None, reason)
+        self.url = url
+        self.reason = reason
+        self.tries = tries
+        self.args = (f"HydroServer at {url} could not be reached ({reason}) for {method} {path} "
+                     f"after {tries} {'try' if tries == 1 else 'tries'}",)
 
 
 @dataclass(frozen=True, repr=False)
@@ -115,6 +141,7 @@ class HydroServerClient:
         self._session.headers["Accept"] = "application/json"
         self._token = _SessionToken()
         self._units: dict[str, dict] = {}  # units by id, fetched once per client (one run)
+        self._key_checked = False  # get_datastream proved the API key after a 404
 
     def fork(self) -> HydroServerClient:
         """A client for another thread: same server, credentials, session token and settings,
@@ -173,7 +200,8 @@ class HydroServerClient:
                 timeout=self.timeout, describe=f"HydroServer {method} {path}", **kwargs,
             )
         except RetriesExhausted as exc:
-            raise HydroServerAPIError(method, path, None, f"{exc} ({exc.last})") from None
+            raise HydroServerUnreachable(self.url, method, path, describe_transport_error(exc),
+                                         self.retry.tries) from None
 
     def request(self, method: str, path: str, *, expected: Iterable[int] = (200,),
                 **kwargs: Any) -> requests.Response:
@@ -229,7 +257,17 @@ class HydroServerClient:
 
     # ---------------------------------------------------------------- datastreams
     def get_datastream(self, datastream_id: str) -> dict:
-        return self._json("GET", f"/api/data/datastreams/{datastream_id}")
+        """One datastream's metadata. A 403/404 with an API key first makes sure the key was
+        accepted (once per client): HydroServer answers a wrong key anonymously, and a private
+        datastream then "does not exist" -- the real cause is the key, raised as
+        :class:`AuthenticationError`."""
+        try:
+            return self._json("GET", f"/api/data/datastreams/{datastream_id}")
+        except HydroServerAPIError as exc:
+            if exc.status in (403, 404) and self.credentials.api_key and not self._key_checked:
+                self._key_checked = True
+                self.check()  # raises AuthenticationError for a refused key
+            raise
 
     def list_datastreams(self, **filters: Any) -> list[dict]:
         """Every datastream matching HydroServer's list filters (e.g. ``workspace_id=...``)."""
@@ -389,15 +427,44 @@ class HydroServerClient:
 
     # ---------------------------------------------------------------------- check
     def check(self) -> str:
-        """Prove the URL and credentials work; returns a sentence for the UI's Test button."""
-        workspaces = self.list_workspaces()
+        """Prove the URL and the credentials; returns one line for the Test button.
+
+        Lists the workspaces associated with the credentials. An API key belongs to a
+        workspace, so an accepted key always has one; a wrong key is answered as an anonymous
+        visitor (no workspace, or 401). Reading data proves nothing about a key: HydroServer
+        answers GETs of *public* datastreams anonymously, with 200, whatever the key.
+        """
+        try:
+            workspaces = self.list_workspaces()
+        except AuthenticationError:
+            if not self.credentials.api_key:
+                raise
+            raise self._key_refused("answered 401") from None
         if not workspaces:
+            if self.credentials.api_key:
+                raise self._key_refused("answered as to an anonymous visitor: no workspace")
             raise AuthenticationError(
-                f"HydroServer at {self.url} answered, but no workspace is associated with this "
-                f"{self.credentials.kind}"
+                f"HydroServer at {self.url} accepted the login of {self.credentials.email}, but "
+                "that account belongs to no workspace: ask a workspace owner to add it"
             )
         names = ", ".join(sorted(w.get("name", w.get("id", "?")) for w in workspaces)[:5])
-        return f"Connected to HydroServer at {self.url} ({len(workspaces)} workspace(s): {names})"
+        how = "an API key" if self.credentials.api_key else f"the account {self.credentials.email}"
+        return (f"Connected to HydroServer at {self.url} with {how}: "
+                f"{len(workspaces)} workspace{'s' if len(workspaces) != 1 else ''} ({names})")
+
+    def _key_refused(self, how: str) -> AuthenticationError:
+        return AuthenticationError(
+            f"HydroServer at {self.url} did not accept the API key ({how}). A wrong key still "
+            "reads public datastreams (HydroServer answers those anonymously), but every write "
+            "would fail: check the key"
+        )
+
+    def probe(self) -> HydroServerClient:
+        """A twin of this client (same server, credentials and session token) that gives up
+        quickly: two tries, a 5 s connect timeout (:data:`PROBE_RETRY`). Close it after use."""
+        twin = self.fork()
+        twin.retry, twin.timeout = PROBE_RETRY, PROBE_TIMEOUT
+        return twin
 
 
 def chunk_slices(total: int, size: int) -> Iterator[slice]:

@@ -402,7 +402,7 @@ class SeriesBuilder:
             dropped=self._dropped,
             timestamps=self.parser.report,
             missing=self.missing,
-            notes=list(self.notes),
+            notes=[*self.notes, *self.parser.report.notes(self.where)],
             drop_examples={i: e for i, e in self._examples.items() if e},
         )
 

@@ -2,14 +2,20 @@
 
 ``python -m hydroserver_provider.testing serve [--port P] [--api-key K] [--db FILE] ...`` starts a
 :class:`~hydroserver_provider.testing.LocalHydroServer`, prints one JSON line with what a client
-needs (``url``, ``api_key``, ``workspace_id``, ``email``, ``password``; plus ``seed`` ids with
-``--seed-demo``) and serves until SIGINT or SIGTERM.
+needs (``url``, ``api_key``, ``workspace_id``, ``email``, ``password``; ``datastreams``, name ->
+id, with ``--datastream``; ``seed`` ids with ``--seed-demo``) and serves until SIGINT or SIGTERM.
+
+``--datastream NAME[:UNIT][=ID]`` (repeatable) creates a datastream in the default workspace --
+with a fixed id when given, so definition files naming their datastreams work unchanged. A
+datastream that already exists (same id, or same name when no id is given: a ``--db`` file kept
+from an earlier start) is reused, not duplicated.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import signal
 import sys
 import threading
@@ -48,11 +54,71 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--email", default="hydro@example.org")
     serve.add_argument("--password", default="local-hydroserver")
     serve.add_argument(
+        "--datastream",
+        action="append",
+        default=[],
+        type=datastream_spec,
+        metavar="NAME[:UNIT][=ID]",
+        help="create a datastream (repeatable), e.g. 'Water level:ft' or "
+        "'Discharge:ft^3/s=5f2b0c1e-...' for a fixed id; its id is printed under \"datastreams\"",
+    )
+    serve.add_argument(
+        "--public",
+        action="store_true",
+        help="make the --datastream datastreams public (readable without credentials)",
+    )
+    serve.add_argument(
         "--seed-demo",
         action="store_true",
         help="add two datastreams, a data connection and an ETL task",
     )
     return parser
+
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def datastream_spec(text: str) -> tuple[str, str, str | None]:
+    """``NAME[:UNIT][=ID]`` -> ``(name, unit, id or None)``; the unit defaults to ``Unknown``."""
+    rest, ident = text, None
+    if "=" in text:
+        rest, ident = text.rsplit("=", 1)
+        if not _UUID.fullmatch(ident.strip()):
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: the id after '=' must be a UUID such as "
+                "5f2b0c1e-0000-4000-8000-000000000001")
+        ident = ident.strip().lower()
+    name, _, unit = rest.partition(":")
+    if not name.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME[:UNIT][=ID], e.g. "
+                                         "'Water level:ft'")
+    return name.strip(), unit.strip() or "Unknown", ident
+
+
+def create_datastreams(hs, specs: Sequence[tuple[str, str, str | None]], *,
+                       public: bool = False) -> dict[str, str]:
+    """The ``--datastream`` datastreams, name -> id: created, or reused when they exist."""
+    from hydroserver_provider.hydroserver.client import Credentials, HydroServerClient
+
+    names = [name for name, _, _ in specs]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise SystemExit(f"--datastream: each name once, found {', '.join(map(repr, repeated))} "
+                         "more than once")
+    with HydroServerClient(hs.url, Credentials(api_key=hs.api_key)) as client:
+        existing = client.list_datastreams(workspace_id=hs.workspace_id)
+    by_id = {d["id"]: d for d in existing}
+    by_name = {d["name"]: d["id"] for d in existing}
+    created: dict[str, str] = {}
+    for name, unit, ident in specs:
+        if ident is not None and ident in by_id:
+            created[name] = ident
+        elif ident is None and name in by_name:
+            created[name] = by_name[name]
+        else:
+            created[name] = hs.create_datastream(name=name, unit=unit, is_private=not public,
+                                                 datastream_id=ident)
+    return created
 
 
 def seed_demo(hs) -> dict:
@@ -136,6 +202,8 @@ def serve(args: argparse.Namespace) -> int:
             "email": hs.email,
             "password": hs.password,
         }
+        if args.datastream:
+            info["datastreams"] = create_datastreams(hs, args.datastream, public=args.public)
         if args.seed_demo:
             info["seed"] = seed_demo(hs)
         sys.stdout.write(json.dumps(info) + "\n")

@@ -65,8 +65,22 @@ class TimestampReport:
     ambiguous_by_order: int = 0  # fall-back rows resolved from the order of the rows
     ambiguous_by_rule: int = 0  # fall-back rows the order could not resolve (read as fold=0)
     nonexistent: int = 0  # spring-forward rows, read with the offset before the change
-    read_as_utc: int = 0  # values without an offset read as UTC because no zone is configured
     format_tried: str = ISO_8601  # "ISO 8601" or the strftime format
+    # a value without UTC offset read as UTC because no timezone_type is set (the first one)
+    no_offset_example: str | None = None
+
+    def notes(self, where: str) -> list[str]:
+        """What the run summary should say about these timestamps (``where``: their column)."""
+        if self.no_offset_example is None:
+            return []
+        return [
+            f"{where}: timestamps such as {self.no_offset_example!r} carry no UTC offset and the "
+            "data connection sets no timezone_type, so they were read as UTC (as HydroServer "
+            "does). If the source writes local time, the stored times are shifted by its UTC "
+            "offset: set timezone_type: iana with timezone (e.g. America/Denver), or "
+            "timezone_type: offset with timezone (e.g. -0700); timezone_type: utc confirms UTC "
+            "and ends this note"
+        ]
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-able copy (for the run result / XCom)."""
@@ -76,7 +90,6 @@ class TimestampReport:
             "ambiguous_by_order": self.ambiguous_by_order,
             "ambiguous_by_rule": self.ambiguous_by_rule,
             "nonexistent": self.nonexistent,
-            "read_as_utc": self.read_as_utc,
             "format_tried": self.format_tried,
         }
 
@@ -123,6 +136,7 @@ class TimestampParser:
         self.report = TimestampReport(format_tried=ISO_8601 if fmt is None else fmt)
         self.rows_seen = 0
         self.rows_parsed = 0
+        self._offset_checked = False
         self._localize = _zone_needs_localizing(zone)
         if fmt is not None:
             self._fmt_has_zone, self._fmt_utc = _fmt_is_aware(fmt)
@@ -170,11 +184,22 @@ class TimestampParser:
                     self.report.unparsable_examples.extend(
                         "" if pd.isna(v) else shorten(str(v)) for v in examples
                     )
+        if self.zone is None and not self._offset_checked and not failed.all():
+            self._offset_checked = True  # one look at the first value read, not every row
+            first = str(series.iloc[int(np.argmin(failed))]).strip()
+            if self._reads_without_offset(first):
+                self.report.no_offset_example = shorten(first)
         self.rows_seen += n
         self.rows_parsed += n - int(failed.sum())
         if naive is not None:
             naive &= ~failed
         return values, naive
+
+    def _reads_without_offset(self, text: str) -> bool:
+        """Whether a value that parsed had no UTC offset of its own (nor a format saying UTC)."""
+        if self.iso:
+            return not _AWARE_RE.search(text)
+        return not (self._fmt_has_zone or self._fmt_utc)
 
     def _parse_series(self, series: pd.Series) -> tuple[np.ndarray, np.ndarray | None]:
         n = len(series)
@@ -186,17 +211,14 @@ class TimestampParser:
                 # and find the naive ones from the text.
                 result = pd.to_datetime(series, format="ISO8601", errors="coerce", utc=True)
                 values = _to_int64(result)
-                if not self._localize and self.zone is not None:
+                if not self._localize:
                     return values, None
                 aware = series.str.contains(_AWARE_RE, na=False).to_numpy(dtype=bool)
-                self._count_read_as_utc(values, ~aware)
-                return (values, ~aware) if self._localize else (values, None)
+                return values, ~aware
             values = _to_int64(result)
-            all_naive = getattr(result.dtype, "tz", None) is None
-            if all_naive:
-                self._count_read_as_utc(values)
             if not self._localize:
                 return values, None
+            all_naive = getattr(result.dtype, "tz", None) is None
             return values, np.full(n, all_naive, dtype=bool)
         if self._fmt_has_zone:
             result = pd.to_datetime(series, format=self.format, errors="coerce", utc=True)
@@ -204,19 +226,10 @@ class TimestampParser:
             return values, (np.zeros(n, dtype=bool) if self._localize else None)
         result = pd.to_datetime(series, format=self.format, errors="coerce")
         values = _to_int64(result)
-        if not self._fmt_utc:
-            self._count_read_as_utc(values)
         if not self._localize:
             return values, None
         return values, np.full(n, not self._fmt_utc, dtype=bool)
 
-    def _count_read_as_utc(self, values: np.ndarray, naive: np.ndarray | None = None) -> None:
-        """Count values without an offset that are read as UTC only because the connection sets
-        no time zone (the guide's "timestamps shifted by several hours")."""
-        if self.zone is not None:
-            return
-        valid = values != NAT
-        self.report.read_as_utc += int(np.count_nonzero(valid if naive is None else valid & naive))
 
     # -- whole column -----------------------------------------------------------------------------
 

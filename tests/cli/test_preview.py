@@ -323,3 +323,120 @@ def test_a_hydrocron_fan_out_previews_one_feature(local_hydroserver, tmp_path, c
     assert main(["preview", "Basin reaches", "--definitions", str(tmp_path), "--url", hs.url,
                  "--feature", "123"]) == 1
     assert "--feature '123' is not one of the task's features" in capsys.readouterr().err
+
+
+def _logger_definitions(folder: Path, source_url: str, datastream: str) -> Path:
+    (folder / "logger.yaml").write_text(textwrap.dedent(f"""
+        defaults: {{hydroserver_conn_id: hs_preview}}
+        data_connections:
+          - name: Logger CSV
+            source_url: {source_url}/stations/42/logger.csv?start={{start}}&end={{end}}
+            payload_type: CSV
+            timestamp_key: Date Time
+            timestamp_format: "%Y-%m-%d %H:%M:%S"
+            timezone_type: iana
+            timezone: America/Denver
+            data_start_row: 3
+            placeholder_variables:
+              - {{name: start, variable_type: window_start, timestamp_format: "%Y-%m-%dT%H:%M:%S"}}
+              - {{name: end, variable_type: window_end, timestamp_format: "%Y-%m-%dT%H:%M:%S"}}
+        tasks:
+          - name: Logger 42
+            data_connection: Logger CSV
+            mappings:
+              - {{source_identifier: Water Level, target_datastream_id: {datastream}}}
+        """), encoding="utf-8")
+    return folder
+
+
+WINDOW = ["--start", "2025-06-01T00:00:00Z", "--end", "2025-06-01T01:00:00Z"]
+
+
+def test_a_wrong_api_key_is_a_warning_even_when_public_reads_succeed(local_hydroserver, source,
+                                                                    tmp_path, capsys,
+                                                                    monkeypatch):
+    hs = local_hydroserver
+    public = hs.create_datastream(name="Water Level", is_private=False)
+    folder = _logger_definitions(tmp_path, source.url, public)
+    monkeypatch.setenv("AIRFLOW_CONN_HS_PREVIEW", json.dumps(
+        {"conn_type": "hydroserver", "host": hs.url, "password": "wrong-key-0123456789"}))
+    code = main(["preview", "Logger 42", "--definitions", str(folder), *WINDOW])
+    out = capsys.readouterr().out
+    assert code == 1  # a scheduled run would fail at its first write
+    expected = (f"HydroServer at {hs.url} did not accept the API key (answered as to an anonymous "
+                "visitor: no workspace). A wrong key still reads public datastreams (HydroServer "
+                "answers those anonymously), but every write would fail: check the key. This "
+                "preview shows what HydroServer answers anonymously (public datastreams only); a "
+                "scheduled run would fail")
+    assert line_starting(out, "Warning:") == f"Warning:     {expected}"
+    assert out.strip().splitlines()[-1] == f"Warning: {expected}"
+    assert "Would load 4 observations into 1 datastream" in out  # the reads did succeed
+    assert "wrong-key-0123456789" not in out
+
+
+def test_a_wrong_api_key_is_not_reported_as_missing_private_datastreams(local_hydroserver,
+                                                                        source, tmp_path, capsys,
+                                                                        monkeypatch):
+    """HydroServer answers a wrong key anonymously: a private datastream then "does not exist".
+    The preview blames the key instead."""
+    hs = local_hydroserver
+    private = hs.create_datastream(name="Water Level", is_private=True)
+    folder = _logger_definitions(tmp_path, source.url, private)
+    monkeypatch.setenv("AIRFLOW_CONN_HS_PREVIEW", json.dumps(
+        {"conn_type": "hydroserver", "host": hs.url, "password": "wrong-key-0123456789"}))
+    assert main(["preview", "Logger 42", "--definitions", str(folder), *WINDOW]) == 1
+    captured = capsys.readouterr()
+    assert "did not accept the API key" in line_starting(captured.out, "Warning:")
+    assert captured.err.startswith(f"error: HydroServer at {hs.url} did not accept the API key")
+    assert "does not exist" not in captured.out + captured.err
+
+
+def test_an_unreachable_hydroserver_stops_the_preview_in_one_line(setup, source, capsys,
+                                                                 monkeypatch):
+    import socket
+    import time
+
+    _, _, folder = setup
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    monkeypatch.setenv("AIRFLOW_CONN_HS_PREVIEW", json.dumps(
+        {"conn_type": "hydroserver", "host": closed, "password": "some-key-0123456789"}))
+    started = time.monotonic()
+    code = main(["preview", "Logger 42", "--definitions", str(folder), *WINDOW])
+    assert time.monotonic() - started < 5
+    captured = capsys.readouterr()
+    assert code == 1 and captured.out == ""
+    assert captured.err == (f"error: HydroServer at {closed} could not be reached (connection "
+                            "refused) for GET /api/data/workspaces after 2 tries\n")
+    assert source.requests == []
+
+
+@pytest.mark.slow
+def test_a_connection_and_a_variable_made_in_airflow_are_read_from_its_database(setup, source,
+                                                                                tmp_path):
+    """A user creates the connection in the UI (or ``airflow connections add``): it lives in
+    Airflow's metadata database, which the Task SDK does not read in a plain process. preview
+    reads it there, with the same AIRFLOW_HOME -- the source auth Variable too."""
+    import subprocess
+
+    from hydroserver_provider.testing.airflow import LocalAirflow
+
+    hs, ids, folder = setup
+    (tmp_path / "dags").mkdir()
+    airflow = LocalAirflow(tmp_path / "home", tmp_path / "dags")
+    airflow.migrate()
+    airflow.airflow("connections", "add", "hs_preview", "--conn-type", "hydroserver",
+                    "--conn-host", hs.url, "--conn-password", hs.api_key)
+    airflow.airflow("variables", "set", "river_api_key", HEADER_SECRET)
+    env = {k: v for k, v in airflow.env().items()
+           if k not in ("AIRFLOW_CONN_HS_PREVIEW", "AIRFLOW_VAR_RIVER_API_KEY")}
+    done = subprocess.run(
+        [sys.executable, "-m", "hydroserver_provider.cli", "preview", "River site 09380000",
+         "--definitions", str(folder)], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"HydroServer: {hs.url} (Airflow connection 'hs_preview')" in done.stdout
+    request = source.requests_to("/api/sites/09380000/observations.json")[-1]
+    assert request.headers["X-Station-Key"] == HEADER_SECRET
+    assert hs.api_key not in done.stdout + done.stderr
+    assert HEADER_SECRET not in done.stdout + done.stderr

@@ -461,6 +461,24 @@ def test_duplicate_variables_and_bad_placeholders():
     assert error.field == "source_url" and "unbalanced" in str(error)
 
 
+@pytest.mark.parametrize(("url", "variable"), [
+    ("https://x.org/?s={{ data_interval_start }}", "window_start"),
+    ("https://x.org/?e={{ data_interval_end | ts }}", "window_end"),
+    ("https://x.org/?d={{ds}}", "window_start"),
+])
+def test_jinja_in_the_source_url_points_to_window_placeholders(url, variable):
+    """Airflow users write {{ data_interval_start }}; the URL is not a template: say what works."""
+    error = one_error(parse_data_connection, seed_connection(source_url=url,
+                                                             placeholder_variables=[]))
+    jinja = url[url.index("{{"):]
+    assert error.field == "source_url"
+    assert error.args[0].endswith(
+        f"the source URL is not a Jinja template: {jinja!r} would never be filled in. Write a "
+        f"placeholder such as {{start}} and describe it in placeholder_variables: {{name: start, "
+        f"variable_type: {variable}}} (window_start / window_end are the run's data interval) "
+        f"(expected placeholders written as {{name}}, found {url!r})")
+
+
 def test_unknown_variable_type():
     data = seed_connection(placeholder_variables=[
         {"name": "station_id", "variable_type": "per_task"},

@@ -115,10 +115,128 @@ def test_missing_host_or_credentials_name_the_connection(conn_env):
         HydroServerHook(no_creds).get_conn().get_datastream("x")
 
 
-def test_test_connection_reports_success(key_hook):
+def test_test_connection_reports_success(key_hook, local_hydroserver):
     ok, message = key_hook.test_connection()
     assert ok, message
-    assert "Connected to HydroServer" in message
+    assert message == (f"Connected to HydroServer at {local_hydroserver.url} with an API key: "
+                       "1 workspace (Local Workspace)")
+
+
+def test_the_api_key_field_is_the_password(local_hydroserver, conn_env):
+    """A connection made in the form: the key in the password field (labelled "API key")."""
+    ds = local_hydroserver.create_datastream(is_private=True)
+    conn_id = conn_env(host=local_hydroserver.url, password=local_hydroserver.api_key)
+    hook = HydroServerHook(conn_id, retry=FAST)
+    assert hook.get_conn().credentials.kind == "API key"
+    hook.get_conn().bulk_create_observations(ds, hours(2), [1.0, 2.0])  # a write proves the key
+    assert len(local_hydroserver.observations(ds)) == 2
+    assert local_hydroserver.request_counts["POST /api/auth/app/session"] == 0
+
+
+def test_the_api_key_field_wins_over_an_older_api_key_extra(local_hydroserver, conn_env):
+    """A connection from before the form change, given a new key in the form's field."""
+    conn_id = conn_env(host=local_hydroserver.url, password=local_hydroserver.api_key,
+                       extra={"api_key": "old-revoked-key-0123456789"})
+    assert HydroServerHook(conn_id, retry=FAST).test_connection()[0]
+
+
+def test_an_api_key_extra_with_an_account_keeps_winning(local_hydroserver, conn_env):
+    """Env-var connections written before: ``api_key`` extra + login/password used the key."""
+    conn_id = conn_env(host=local_hydroserver.url, login=local_hydroserver.email,
+                       password="stale-password", extra={"api_key": local_hydroserver.api_key})
+    client = HydroServerHook(conn_id, retry=FAST).get_conn()
+    assert client.credentials.kind == "API key"
+    assert client.check().endswith("with an API key: 1 workspace (Local Workspace)")
+
+
+def test_an_email_without_password_says_what_to_fill_in(conn_env):
+    conn_id = conn_env("hs_email_only", host="http://127.0.0.1:9", login="me@example.org")
+    ok, message = HydroServerHook(conn_id).test_connection()
+    assert not ok
+    assert message == ("Airflow connection 'hs_email_only' has an Email ('me@example.org') but "
+                       "no password: fill in the account password, or empty the Email and put an "
+                       "API key in the API key field")
+
+
+def test_the_test_button_refuses_a_wrong_key_that_public_reads_would_hide(local_hydroserver,
+                                                                          conn_env):
+    public = local_hydroserver.create_datastream(name="Public stage", is_private=False)
+    conn_id = conn_env(host=local_hydroserver.url, password="wrong-key-abcdef-123456")
+    hook = HydroServerHook(conn_id, retry=FAST)
+    # why a read proves nothing: HydroServer answers it anonymously, whatever the key
+    assert hook.get_conn().get_datastream(public)["name"] == "Public stage"
+    ok, message = hook.test_connection()
+    assert not ok
+    assert message == (
+        f"HydroServer at {local_hydroserver.url} did not accept the API key (answered as to an "
+        "anonymous visitor: no workspace). A wrong key still reads public datastreams "
+        "(HydroServer answers those anonymously), but every write would fail: check the key")
+    assert "wrong-key-abcdef-123456" not in message
+
+
+def test_a_wrong_account_password_fails_the_test_button(local_hydroserver, conn_env):
+    conn_id = conn_env(host=local_hydroserver.url, login=local_hydroserver.email,
+                       password="not-the-password")
+    ok, message = HydroServerHook(conn_id, retry=FAST).test_connection()
+    assert not ok
+    assert message == (f"HydroServer at {local_hydroserver.url} refused the login for "
+                       f"'{local_hydroserver.email}' (HTTP 400): check the connection's email "
+                       "and password")
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_unreachable_server_is_one_short_line_within_seconds(conn_env):
+    import time
+
+    url = f"http://127.0.0.1:{_closed_port()}"
+    hook = HydroServerHook(conn_env(host=url, password="some-key-1234567890"))
+    started = time.monotonic()
+    ok, message = hook.test_connection()
+    assert time.monotonic() - started < 5  # was ~12 s of retries
+    assert not ok
+    assert message == (f"HydroServer at {url} could not be reached (connection refused) for GET "
+                       "/api/data/workspaces after 2 tries")
+
+
+def test_an_unknown_host_name_is_named(conn_env):
+    hook = HydroServerHook(conn_env(host="http://hydroserver.invalid", password="k" * 16))
+    ok, message = hook.test_connection()
+    assert not ok
+    assert message.startswith("HydroServer at http://hydroserver.invalid could not be reached "
+                              "(the host name 'hydroserver.invalid' could not be resolved")
+    assert "urllib3" not in message and "Max retries" not in message
+
+
+def test_a_run_reports_an_unreachable_server_in_one_line(conn_env):
+    url = f"http://127.0.0.1:{_closed_port()}"
+    hook = HydroServerHook(conn_env(host=url, password="some-key-1234567890"), retry=FAST)
+    with pytest.raises(HydroServerAPIError) as info:
+        hook.get_conn().get_datastream("0f000000-0000-4000-8000-000000000001")
+    assert str(info.value) == (
+        f"HydroServer at {url} could not be reached (connection refused) for GET "
+        f"/api/data/datastreams/0f000000-0000-4000-8000-000000000001 after {FAST.tries} tries")
+    assert info.value.status is None and "\n" not in str(info.value)
+
+
+def test_a_silent_server_is_a_timeout(local_hydroserver, conn_env):
+    import socket
+
+    with socket.socket() as silent:  # accepts connections (backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        hook = HydroServerHook(conn_env(host=url, password="k" * 16),
+                               retry=RetryPolicy(tries=1), timeout=(1.0, 0.3))
+        with pytest.raises(HydroServerAPIError, match=r"could not be reached \(no answer within "
+                                                      r"0.3 s\) for GET /api/data/workspaces"):
+            hook.get_conn().check()
 
 
 def test_get_datastreams_uses_one_list_request_for_many(local_hydroserver, key_client):
@@ -249,7 +367,24 @@ def test_never_retries_other_4xx(local_hydroserver, key_client):
     with pytest.raises(HydroServerAPIError) as info:
         key_client.get_datastream("00000000-0000-0000-0000-000000000000")
     assert info.value.status == 404
-    assert local_hydroserver.total_requests == 1
+    assert local_hydroserver.request_counts["GET /api/data/datastreams/{id}"] == 1
+    # the 404 had the key proven once (a wrong key would explain it): it was accepted
+    assert local_hydroserver.request_counts["GET /api/data/workspaces"] == 1
+    with pytest.raises(HydroServerAPIError):
+        key_client.get_datastream("00000000-0000-0000-0000-000000000001")
+    assert local_hydroserver.total_requests == 3  # proven once per client
+
+
+def test_a_private_datastream_missing_for_a_wrong_key_blames_the_key(local_hydroserver,
+                                                                     conn_env):
+    """HydroServer answers a wrong key anonymously: a private datastream then "does not
+    exist" (404). The client says what is really wrong."""
+    private = local_hydroserver.create_datastream(is_private=True)
+    hook = HydroServerHook(conn_env(host=local_hydroserver.url, password="wrong-key-abc-123456"),
+                           retry=FAST)
+    with pytest.raises(AuthenticationError, match=r"did not accept the API key \(answered as "
+                                                  r"to an anonymous visitor: no workspace\)"):
+        hook.get_conn().get_datastream(private)
 
 
 def test_etl_definitions_and_schedule_patch(local_hydroserver, key_client):

@@ -467,7 +467,7 @@ def test_operator_success_and_failure_paths_leak_no_secret(airflow_env, caplog, 
         "email login, header from a Variable": "success",
         "error page echoing the secrets": "SourceError",
         "HTML page echoing the secrets": "SourceError",
-        "rejected API key": "IngestionFailed",
+        "rejected API key": "AuthenticationError",  # the 404 of a private datastream: the key
         "rejected password": "AuthenticationError",
         "connection cut mid-body": "SourceError",
         "missing datastream": "IngestionFailed",

@@ -362,16 +362,16 @@ def test_a_repeated_column_name_is_read_like_hydroservers_loader():
     """A HOBO logger export repeats a column name; pandas (and so HydroServer's own loader)
     reads the first as the name and the second as ``<name>.1``: the same here, with a note."""
     data = "Timestamp,Stage,Stage,Stage.1\n2024-01-01,1,2,3\n"
-    result = parse_bytes(data, ["Stage", "Stage.2"], csv_connection())
+    result = parse_bytes(data, ["Stage", "Stage.2"], csv_connection(timezone_type="utc"))
     assert result.series["Stage"].values.tolist() == [1.0]
     # "Stage.1" is already a column of its own, so the third "Stage" becomes "Stage.2"
     assert result.series["Stage.2"].values.tolist() == [2.0]
     assert result.notes == ["header (line 1): column 'Stage' appears 2 times (column 2 as "
                             "'Stage', column 3 as 'Stage.2'), as HydroServer's own loader names "
                             "them"]
-    assert parse_bytes(data, ["Stage.1"], csv_connection()).series["Stage.1"].values.tolist() \
+    assert parse_bytes(data, ["Stage.1"], csv_connection(timezone_type="utc")).series["Stage.1"].values.tolist() \
         == [3.0]
-    assert parse_bytes(data, ["Stage.1"], csv_connection()).notes == []
+    assert parse_bytes(data, ["Stage.1"], csv_connection(timezone_type="utc")).notes == []
 
 
 def test_dedupe_names_follows_pandas():

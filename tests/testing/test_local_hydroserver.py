@@ -696,3 +696,66 @@ def test_cli_serves_and_prints_json(tmp_path):
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0
+
+
+def _serve(*args: str) -> tuple[subprocess.Popen, dict]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hydroserver_provider.testing", "serve", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    line = proc.stdout.readline()
+    if not line:
+        proc.wait(timeout=10)
+        raise AssertionError(proc.stderr.read())
+    return proc, json.loads(line)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    assert proc.wait(timeout=10) == 0
+
+
+def test_cli_creates_datastreams_and_prints_their_ids(tmp_path):
+    fixed = "5f2b0c1e-0000-4000-8000-000000000042"
+    db = str(tmp_path / "hs.sqlite")
+    args = ["--db", db, "--datastream", "Water level:ft", "--datastream",
+            f"Discharge:ft^3/s={fixed}", "--datastream", "Notes"]
+    proc, info = _serve(*args)
+    try:
+        ids = info["datastreams"]
+        assert list(ids) == ["Water level", "Discharge", "Notes"] and ids["Discharge"] == fixed
+        headers = {"X-Api-Key": info["api_key"]}
+        for name, unit in (("Water level", "ft"), ("Discharge", "ft^3/s"), ("Notes", "Unknown")):
+            ds = requests.get(f"{info['url']}/api/data/datastreams/{ids[name]}", headers=headers,
+                              timeout=5).json()
+            assert ds["name"] == name and ds["workspaceId"] == info["workspace_id"]
+            symbol = requests.get(f"{info['url']}/api/data/units/{ds['unitId']}", headers=headers,
+                                  timeout=5).json()["symbol"]
+            assert symbol == unit
+            # private: a wrong key is answered anonymously, and the datastream "does not exist"
+            assert requests.get(f"{info['url']}/api/data/datastreams/{ids[name]}", timeout=5,
+                                headers={"X-Api-Key": "wrong-key-0123456789"}).status_code == 404
+    finally:
+        _stop(proc)
+    proc, again = _serve(*args)  # the same --db: the same datastreams, none added
+    try:
+        assert again["datastreams"] == ids
+        listed = requests.get(f"{again['url']}/api/data/datastreams",
+                              headers={"X-Api-Key": again["api_key"]}, timeout=5).json()
+        assert len(listed) == 3
+    finally:
+        _stop(proc)
+
+
+def test_cli_public_datastreams_and_bad_specs():
+    proc, info = _serve("--datastream", "Stage:m", "--public")
+    try:
+        url = f"{info['url']}/api/data/datastreams/{info['datastreams']['Stage']}"
+        assert requests.get(url, timeout=5).status_code == 200  # no credentials needed
+    finally:
+        _stop(proc)
+    done = subprocess.run([sys.executable, "-m", "hydroserver_provider.testing", "serve",
+                           "--datastream", "Stage:m=not-a-uuid"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2
+    assert "the id after '=' must be a UUID" in done.stderr
