@@ -7,6 +7,7 @@ Plain Python (croniter comes with Airflow but is imported only for a crontab).
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 __all__ = ["first_period", "last_cron_period", "last_schedule_period", "schedule_timing"]
@@ -35,6 +36,7 @@ def last_schedule_period(moment: datetime, *, interval_seconds: float | None,
     return None
 
 
+@lru_cache(maxsize=4096)  # a folder of definitions repeats a few schedules and start times
 def first_period(start_time: datetime, *, interval_seconds: float | None,
                  crontab: str | None, timezone: str = "UTC") -> tuple[datetime, datetime] | None:
     """The period whose end is a schedule's first run at or after ``start_time``.

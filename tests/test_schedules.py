@@ -12,6 +12,7 @@ from pathlib import Path
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="hydroserver-schedules-"))
 
 import pytest
+from airflow.timetables.interval import CronDataIntervalTimetable
 
 from hydroserver_provider import factory
 from hydroserver_provider.factory.timetables import (
@@ -243,6 +244,15 @@ def test_descriptions_say_what_a_run_loads():
     assert cron.description == ("crontab '0 2 * * *' in UTC: At 02:00; each run loads the "
                                 "period since the previous one")
     assert interval_text(60) == "every minute" and interval_text(172800) == "every 2 days"
+
+
+def test_crontab_words_are_airflows_own_however_often_a_crontab_repeats():
+    # the per-expression cache must give what Airflow's timetable says, the DOM-or-DOW case too
+    for expression in ("0 2 * * *", "0 6 1 * 1", "*/15 * * * *", "0 2 * * *", "0 6 1 * 1"):
+        ours = CrontabTimetable(expression, "UTC")
+        airflows = CronDataIntervalTimetable(expression, "UTC")
+        assert airflows.description and ours.description.startswith(
+            f"crontab '{expression}' in UTC: {airflows.description};")
 
 
 def test_the_timetables_are_registered_with_airflow_as_a_plugin():

@@ -25,7 +25,7 @@ only with ``[core] lazy_discover_providers = False``; the entry point is loaded 
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow.plugins_manager import AirflowPlugin
 from airflow.timetables.interval import CronDataIntervalTimetable, DeltaDataIntervalTimetable
@@ -114,6 +114,10 @@ class CrontabTimetable(CronDataIntervalTimetable):
     """A crontab in a time zone; summary ``"At 02:00 (UTC)"`` (the expression when it has no
     English description)."""
 
+    _described: ClassVar[dict[str, str]] = {}
+    """English descriptions by expression: Airflow describes a crontab anew for every timetable
+    it builds (half a millisecond each), and a folder of definitions repeats a few crontabs."""
+
     def __init__(self, cron: str, timezone: Any) -> None:
         super().__init__(cron, timezone)
         self._words = self.description
@@ -121,6 +125,12 @@ class CrontabTimetable(CronDataIntervalTimetable):
         self.description = (f"crontab '{self._expression}' in {zone}"
                             + (f": {self._words}" if self._words else "")
                             + "; each run loads the period since the previous one")
+
+    def _describe_with_dom_dow_fix(self, expression: str) -> str:
+        words = self._described.get(expression)
+        if words is None:
+            words = self._described[expression] = super()._describe_with_dom_dow_fix(expression)
+        return words
 
     @property
     def summary(self) -> str:
