@@ -259,20 +259,24 @@ def measure_runs(rows: int, repeats: int, api_key_cost: float, wide: int,
 
 # ------------------------------------------------------------------------------------- report
 
-# Where our time goes: (label, file name ending, function name) whose cumulative time is shown.
+# Where our time goes: (label, (file name ending, function name), ...) whose cumulative time is
+# shown. Datastreams load in worker threads, which cProfile does not see: their time is the main
+# thread's wait for them (``Executor.map``'s result iterator), or ``load_datastream`` itself when
+# one datastream loads on the main thread.
 PARSE_PARTS = (
-    ("pandas' C reader (tokenising, 4 float columns, 1 string column)", "c_parser_wrapper.py",
-     "read"),
-    ("  of which our comment-line filter feeding it", "parse_csv.py", "readinto"),
-    ("timestamp text to datetime (pandas to_datetime)", "datetimes.py", "to_datetime"),
-    ("DST-aware localisation of the whole column", "timestamps.py", "localize"),
-    ("growing the result arrays", "parse.py", "append"),
+    ("pandas' C reader (tokenising, 4 float columns, 1 string column)",
+     ("c_parser_wrapper.py", "read")),
+    ("  of which our comment-line filter feeding it", ("csv_reader.py", "readinto")),
+    ("timestamp text to datetime (pandas to_datetime)", ("datetimes.py", "to_datetime")),
+    ("DST-aware localisation of the whole column", ("columns.py", "localize")),
+    ("growing the result arrays", ("parse.py", "append")),
 )
 RUN_PARTS = (
-    ("HydroServer metadata (the one list request)", "pipeline.py", "_metadata"),
-    ("source request", "extract.py", "open_source"),
-    ("parse", "parse.py", "parse_payload"),
-    ("loading (bulk-create requests)", "load.py", "load_datastream"),
+    ("HydroServer metadata (the one list request)", ("pipeline.py", "_metadata")),
+    ("source request", ("fetch.py", "open_source")),
+    ("parse", ("parse.py", "parse_payload")),
+    ("loading (bulk-create requests, up to 4 datastreams at once)",
+     ("_base.py", "result_iterator"), ("load.py", "load_datastream")),
 )
 
 
@@ -287,8 +291,12 @@ def profile_lines(title: str, path: Path, total: tuple[str, str], parts: tuple) 
     if not whole:
         return []
     lines = []
-    for label, file_end, name in parts:
-        spent = cumulative(file_end, name)
+    for label, *functions in parts:
+        if not any(f.endswith(file_end) and n == name
+                   for f, _, n in stats for file_end, name in functions):
+            # a renamed or moved function would otherwise show as 0 s
+            raise RuntimeError(f"profile of {title}: none of {functions} was called")
+        spent = sum(cumulative(file_end, name) for file_end, name in functions)
         indent = "    " if label.startswith(" ") else "  "
         lines.append(f"{indent}- {label.strip()}: {spent:.2f} s ({spent / whole:.0%})")
     return [f"- {title}, {whole:.2f} s under cProfile:", *lines]
