@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
-import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
-import pytest
 
 from hydroserver_provider.definitions import parse_data_connection
 from hydroserver_provider.sources.parse import parse_payload
-
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "ingest_inputs.py"
-
-
-@pytest.fixture(scope="module")
-def inputs():
-    spec = importlib.util.spec_from_file_location("bench_ingest_inputs", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks itself up there
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.modules.pop(spec.name, None)
 
 
 def parse(inputs, data: bytes):

@@ -8,29 +8,12 @@ from __future__ import annotations
 
 import ast
 import cProfile
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "hydroserver_provider"
-
-
-@pytest.fixture(scope="module")
-def bench():
-    sys.path.insert(0, str(REPO / "bench"))
-    spec = importlib.util.spec_from_file_location("bench_ingest_for_test",
-                                                  REPO / "bench" / "bench_ingest.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.modules.pop(spec.name, None)
-        sys.path.remove(str(REPO / "bench"))
 
 
 def _package_functions() -> set[tuple[str, str]]:
