@@ -11,18 +11,31 @@ import resource
 import sys
 
 
-def rss_mib() -> float:
-    """Current resident memory of this process."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
+def _status_mib(field: str) -> float:
+    """A memory figure of this process from /proc/self/status (Linux), in MiB; NaN elsewhere."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(f"{field}:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return float("nan")
 
 
+def rss_mib() -> float:
+    """Current resident memory of this process."""
+    return _status_mib("VmRSS")
+
+
 def peak_rss_mib() -> float:
-    """Highest resident memory this process has had (Linux reports ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Highest resident memory of this process since it started its program.
+
+    Not ``getrusage().ru_maxrss``: Linux carries that over an exec from the process that forked
+    the worker, so a worker started by a large parent would report the parent's peak.
+    """
+    peak = _status_mib("VmHWM")
+    return peak if peak == peak else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def emit(result: dict) -> None:
