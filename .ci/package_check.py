@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,6 +55,15 @@ def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(args, check=True, **kwargs)
 
 
+def _check_license(wheel: Path) -> None:
+    """The licence travels with the wheel: its SPDX expression in the metadata, its text beside."""
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
+        assert "License-Expression: BSD-3-Clause" in archive.read(metadata).decode(), metadata
+        assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), names
+
+
 def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="hydroserver-package-check-"))
     try:
@@ -61,6 +71,7 @@ def main() -> int:
         run(sys.executable, "-m", "build", "--wheel", "--sdist", "--outdir", str(dist), str(REPO))
         wheels, sdists = list(dist.glob("*.whl")), list(dist.glob("*.tar.gz"))
         assert len(wheels) == 1 and len(sdists) == 1, sorted(p.name for p in dist.iterdir())
+        _check_license(wheels[0])
         venv = work / "venv"
         run(sys.executable, "-m", "venv", str(venv))
         python, bin_dir = venv / "bin" / "python", venv / "bin"
