@@ -102,3 +102,32 @@ def test_demo_loads_the_example_dags_and_the_reruns_add_nothing(tmp_path, monkey
 
     # Everything it started is stopped: the source port is free again.
     assert _port_free(SOURCE_PORT)
+
+
+@pytest.mark.slow  # starts Airflow
+@pytest.mark.timeout(300)
+def test_demo_without_the_recorded_hydrocron_answers_replays_synthetic_passes(tmp_path,
+                                                                              monkeypatch, capsys):
+    """An installed package has no ``shared/fixtures``: the replay serves six synthetic passes
+    10.5 days apart from 2024-01-12, the last one after the first run, so the second run
+    (incremental) picks it up -- and the demo's own check must agree with that."""
+    results: list[demo.DemoResult] = []
+    real_run_demo = demo.run_demo
+    monkeypatch.setattr(demo, "run_demo",
+                        lambda *a, **k: results.append(real_run_demo(*a, **k)) or results[-1])
+    empty = tmp_path / "no-recorded-answers"
+    empty.mkdir()
+    monkeypatch.setenv("HYDROCRON_FIXTURES", str(empty))
+    _wait_for_port(SOURCE_PORT, 90)
+
+    exit_code = demo.main(["--home", str(tmp_path / "airflow_home")])
+    output = capsys.readouterr().out
+
+    assert exit_code == 0, output
+    (result,) = results
+    swot = [r for r in result.runs if r.dag_id == "hydroserver_swot_reach_18180900091"]
+    assert [r.state for r in swot] == ["success"] * 3
+    assert [[row.added for row in run.rows] for run in swot] == [[5, 5, 5], [1, 1, 1], [0, 0, 0]]
+    swot_ids = [d for d in EXPECTED_COUNTS if d.startswith("0b")]
+    assert {d: result.final_counts[d] for d in swot_ids} == dict.fromkeys(swot_ids, 6)
+    assert result.expected_counts == result.final_counts

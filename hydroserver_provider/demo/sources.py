@@ -194,8 +194,11 @@ _REPLAYED: dict[str, list[Observation]] = {}  # field -> the passes the replay s
 @dataclass(frozen=True)
 class ReplayedSource(DemoSource):
     """A source replaying recorded SWOT passes (irregular, days apart) rather than a regular
-    series: a datastream holds the served passes from the task's start time (less the overlap)
-    on when the task is incremental, those inside the windows run when it is windowed."""
+    series: a datastream holds the served passes inside the windows run when the task is
+    windowed; when it is incremental, those from the task's start time to the latest run's
+    start (which the demo's runs take at their interval's end), both widened by the overlap.
+    Without the recorded answers (an installed package) the synthetic passes go on past the
+    runs, so the upper bound matters."""
 
     def expected(self, task: Task, series: DemoSeries,
                  done: Sequence[Interval]) -> list[Observation]:
@@ -206,9 +209,10 @@ class ReplayedSource(DemoSource):
             return [(t, v) for t, v in passes if any(s <= t < e for s, e in set(done))]
         payload = task.data_connection.payload
         assert payload.type == "HYDROCRON", "the replayed source serves the Hydrocron task only"
-        start = (task.schedule.start_time or datetime(1970, 1, 1, tzinfo=UTC)) - timedelta(
-            hours=payload.overlap_hours)
-        return [(t, v) for t, v in passes if t >= start]
+        overlap = timedelta(hours=payload.overlap_hours)
+        start = (task.schedule.start_time or datetime(1970, 1, 1, tzinfo=UTC)) - overlap
+        end = max(e for _, e in done) + overlap
+        return [(t, v) for t, v in passes if start <= t <= end]
 
 
 def _serve_hydrocron(task: Task, hosts: SourceHosts,
