@@ -1,4 +1,5 @@
-"""Measurement helpers shared by both ingestion-benchmark workers (standard library only).
+"""Measurement helpers shared by both ingestion-benchmark workers and the bounded-memory tests of
+``tests/reliability/test_bad_input.py`` (standard library only).
 
 Each worker runs in its own process (this project's virtualenv or hydroserverpy's), so its peak
 resident memory is its own; it reports one JSON line on stdout for ``bench_ingest.py`` to read.
@@ -7,6 +8,7 @@ resident memory is its own; it reports one JSON line on stdout for ``bench_inges
 from __future__ import annotations
 
 import json
+import math
 import resource
 import sys
 
@@ -35,7 +37,9 @@ def peak_rss_mib() -> float:
     the worker, so a worker started by a large parent would report the parent's peak.
     """
     peak = _status_mib("VmHWM")
-    return peak if peak == peak else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if math.isnan(peak):  # no /proc: the best figure left
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return peak
 
 
 def emit(result: dict) -> None:
