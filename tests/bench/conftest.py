@@ -31,6 +31,12 @@ def _bench_module(file_name: str) -> Iterator[ModuleType]:
         sys.modules.pop(spec.name, None)
 
 
+@pytest.fixture(scope="session")
+def bench_dir() -> Path:
+    """``bench/``, for a test that runs a script of it in a child process."""
+    return BENCH
+
+
 @pytest.fixture(scope="module")
 def inputs() -> Iterator[ModuleType]:
     with _bench_module("ingest_inputs.py") as module:
